@@ -1,0 +1,1 @@
+"""cvcourse.data (being written)."""

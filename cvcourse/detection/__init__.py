@@ -1,0 +1,1 @@
+"""cvcourse.detection (being written)."""

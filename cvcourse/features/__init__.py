@@ -1,0 +1,1 @@
+"""cvcourse.features (being written)."""

@@ -1,0 +1,1 @@
+"""cvcourse.grading (being written)."""

@@ -1,0 +1,4 @@
+"""Models of the course, built from small named blocks (one module per lecture topic).
+
+Each module's own docstring names the lecture it belongs to. Re-exports below are the public API.
+"""

@@ -1,0 +1,1 @@
+"""cvcourse.ops (being written)."""
