@@ -3,6 +3,9 @@
 import pytest
 import torch
 
+# Sample student submissions are graded by the grading tests, not executed by nbval as lectures.
+collect_ignore_glob = ["submissions/*"]
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
