@@ -2,3 +2,4 @@
 
 Each module's own docstring names the lecture it belongs to. Re-exports below are the public API.
 """
+from cvcourse.models.segmentation import FCN, UNet  # noqa: E402,F401  (lecture 7)

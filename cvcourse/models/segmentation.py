@@ -1,0 +1,223 @@
+"""Semantic segmentation networks: a fully convolutional network (FCN) and a U-Net.
+
+Lecture 7 ("Semantic segmentation": unpooling, fully convolutional networks, U-Net) introduces both;
+the graded assignment ``unpool_unet`` asks students to build their own U-Net with the same interface.
+
+Letter legend: B batch, C channels, K classes (``num_classes``), H, W input height and width,
+h, w a feature map's height and width, D depth (number of 2x down-sampling steps).
+
+Both models map ``(B, C, H, W)`` images to ``(B, K, H, W)`` per-pixel class logits (no softmax), so
+``F.cross_entropy(logits, mask)`` with ``mask (Tensor[B, H, W])`` of class indices trains them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from cvcourse._checks import check_tensor
+
+__all__ = ["DoubleConv", "UNet", "FCN"]
+
+_NORMS = ("batch", "group", "none")
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    """A normalisation layer for ``channels`` feature maps: ``"batch"``, ``"group"`` or ``"none"``."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "group":
+        # 8 groups where the width allows (the GroupNorm paper uses 32; these networks are thin)
+        return nn.GroupNorm(math.gcd(8, channels), channels)
+    return nn.Identity()
+
+
+class DoubleConv(nn.Sequential):
+    """Two ``3x3 conv -> norm -> ReLU`` layers that keep the spatial size: U-Net's basic block.
+
+    Lecture 7, U-Net figure: each level of the encoder and of the decoder is one such block
+    (the original paper uses unpadded convolutions; we pad so output size equals input size).
+
+    Args:
+        in_channels (int): C of the input.
+        out_channels (int): C of the output.
+        norm (str): ``"batch"`` (``nn.BatchNorm2d``), ``"group"`` (``nn.GroupNorm``) or ``"none"``.
+
+    Shape:
+        ``(B, in_channels, h, w) -> (B, out_channels, h, w)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "batch") -> None:
+        bias = norm == "none"  # a conv followed by a norm layer needs no bias
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=bias),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=bias),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class _Up(nn.Module):
+    """Decoder step: 2x transposed convolution, concatenate the encoder's skip, then ``DoubleConv``.
+
+    ``(B, c, h, w)`` with skip ``(B, c // 2, 2h, 2w)`` -> ``(B, c // 2, 2h, 2w)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        self.conv = DoubleConv(2 * out_channels, out_channels, norm)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        x = self.up(x)  # (B, c, h, w) -> (B, c/2, 2h, 2w)
+        return self.conv(torch.cat([skip, x], dim=1))  # (B, c, 2h, 2w) -> (B, c/2, 2h, 2w)
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al., 2015): an encoder-decoder with skip connections between levels.
+
+    Lecture 7 ("U-Net"): the encoder halves the resolution ``depth`` times (max-pooling) while doubling
+    the channels; the decoder undoes each step with a 2x2 stride-2 transposed convolution and
+    concatenates the encoder's feature map of the same resolution (the skip connection), so the
+    fine detail lost by pooling comes back for the per-pixel decision. A 1x1 convolution turns the
+    last feature map into class logits. torchvision has no U-Net; this follows the paper with padded
+    convolutions (output size = input size) and an optional normalisation layer.
+
+    Args:
+        in_channels (int): C of the input images.
+        num_classes (int): K, number of output channels (logits per class, background included).
+        base_channels (int): channels of the first level; level ``i`` has ``base_channels * 2**i``.
+        depth (int): D, number of 2x down-sampling steps; H and W must be divisible by ``2**D``.
+        norm (str): ``"batch"``, ``"group"`` or ``"none"`` (see :class:`DoubleConv`).
+
+    Named parts (for hooks and feature visualisation): ``encoder`` (``D + 1`` :class:`DoubleConv`
+    blocks, the last one is the bottleneck), ``decoder`` (``D`` up-steps), ``head`` (1x1 conv);
+    :meth:`forward_features` returns the last decoder map ``(B, base_channels, H, W)`` and
+    :meth:`forward_head` maps it to logits.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, num_classes, H, W)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 2,
+        base_channels: int = 16,
+        depth: int = 3,
+        norm: str = "batch",
+    ) -> None:
+        super().__init__()
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.depth = depth
+        widths = [base_channels * 2**i for i in range(depth + 1)]
+        self.encoder = nn.ModuleList(
+            [DoubleConv(in_channels, widths[0], norm)]
+            + [DoubleConv(widths[i - 1], widths[i], norm) for i in range(1, depth + 1)]
+        )
+        self.pool = nn.MaxPool2d(2)
+        self.decoder = nn.ModuleList([_Up(widths[i], widths[i - 1], norm) for i in range(depth, 0, -1)])
+        self.head = nn.Conv2d(widths[0], num_classes, kernel_size=1)
+
+    def _check_input(self, x: Tensor) -> None:
+        check_tensor(x, "x")
+        if x.dim() != 4:
+            raise ValueError(f"x must have shape (B, C, H, W), got {tuple(x.shape)}")
+        m = 2**self.depth
+        if x.shape[-2] % m or x.shape[-1] % m:
+            raise ValueError(
+                f"UNet with depth={self.depth} needs H and W divisible by {m}, got {tuple(x.shape[-2:])}; "
+                "pad or resize the image"
+            )
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Encoder and decoder: ``(B, C, H, W) -> (B, base_channels, H, W)``."""
+        self._check_input(x)
+        skips = []
+        for i, block in enumerate(self.encoder):
+            x = block(x if i == 0 else self.pool(x))  # level i: (B, base * 2**i, H / 2**i, W / 2**i)
+            skips.append(x)
+        skips.pop()  # the bottleneck output is x itself, not a skip
+        for up in self.decoder:
+            x = up(x, skips.pop())
+        return x
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """1x1 classifier: ``(B, base_channels, H, W) -> (B, num_classes, H, W)``."""
+        return self.head(features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _bilinear_kernel(channels: int, kernel_size: int) -> Tensor:
+    """Weights ``(channels, channels, k, k)`` that make a transposed conv do bilinear up-sampling."""
+    factor = (kernel_size + 1) // 2
+    center = factor - 1 if kernel_size % 2 == 1 else factor - 0.5
+    r = torch.arange(kernel_size, dtype=torch.float32)
+    filt = 1 - (r - center).abs() / factor  # (k,)
+    weight = torch.zeros(channels, channels, kernel_size, kernel_size)
+    weight[range(channels), range(channels)] = filt[:, None] * filt[None, :]  # (k, 1) * (1, k) -> (k, k)
+    return weight
+
+
+class FCN(nn.Module):
+    """A small fully convolutional network (Long, Shelhamer, Darrell 2015), FCN-32s style.
+
+    Lecture 7 ("Fully convolutional networks"): encode the image into a coarse feature map, classify
+    each coarse cell with a 1x1 convolution instead of a fully connected layer, and up-sample the
+    class scores back to the input resolution with one learnable transposed convolution (stride 8,
+    initialised to bilinear interpolation as in the paper). No skip connections: compare it with
+    :class:`UNet` to see what they add. torchvision's ``fcn_resnet50`` is the large relative.
+
+    Args:
+        in_channels (int): C of the input images.
+        num_classes (int): K, number of output channels.
+        base_channels (int): channels of the first stage; stage ``i`` has ``base_channels * 2**i``.
+
+    Named parts: ``features`` (three :class:`DoubleConv` + max-pool stages, stride 8),
+    ``head`` (1x1 conv to K class scores at 1/8 resolution), ``upsample``
+    (``nn.ConvTranspose2d(K, K, 16, stride=8, padding=4)``); :meth:`forward_features` and
+    :meth:`forward_head` split the forward pass.
+
+    Shape:
+        ``(B, in_channels, H, W) -> (B, num_classes, H, W)``, H and W divisible by 8.
+    """
+
+    stride = 8
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, base_channels: int = 16) -> None:
+        super().__init__()
+        widths = [base_channels, 2 * base_channels, 4 * base_channels]
+        layers: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            layers += [DoubleConv(c, w), nn.MaxPool2d(2)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(c, num_classes, kernel_size=1)
+        self.upsample = nn.ConvTranspose2d(num_classes, num_classes, 2 * self.stride, self.stride, self.stride // 2)
+        with torch.no_grad():
+            self.upsample.weight.copy_(_bilinear_kernel(num_classes, 2 * self.stride))
+            self.upsample.bias.zero_()
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Encoder: ``(B, C, H, W) -> (B, 4 * base_channels, H / 8, W / 8)``."""
+        check_tensor(x, "x")
+        if x.dim() != 4 or x.shape[-2] % self.stride or x.shape[-1] % self.stride:
+            raise ValueError(f"FCN needs x of shape (B, C, H, W) with H and W divisible by 8, got {tuple(x.shape)}")
+        return self.features(x)
+
+    def forward_head(self, features: Tensor) -> Tensor:
+        """Classify coarse cells and up-sample: ``(B, 4 * base, h, w) -> (B, K, 8h, 8w)``."""
+        return self.upsample(self.head(features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
