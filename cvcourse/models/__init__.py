@@ -3,3 +3,5 @@
 Each module's own docstring names the lecture it belongs to. Re-exports below are the public API.
 """
 from cvcourse.models.segmentation import FCN, UNet  # noqa: E402,F401  (lecture 7)
+from cvcourse.models.blocks import ConvBNAct, DepthwiseSeparableConv, FusedMBConv, MBConv, SqueezeExcite  # noqa: E402,F401  (lecture 4)
+from cvcourse.models.efficientnet import EfficientNetLite, EfficientNetLite0Weights, efficientnet_lite0  # noqa: E402,F401  (lecture 4)
