@@ -1,1 +1,10 @@
-"""cvcourse.ops (being written)."""
+"""cvcourse.ops: the tensor operations behind detection and segmentation, in pure PyTorch.
+
+Same names, arguments and semantics as ``torchvision.ops`` / ``torch.nn.functional``:
+
+- ``boxes``     box_area, box_convert, box_iou, generalized_box_iou           (lecture 8)
+"""
+
+from cvcourse.ops.boxes import box_area, box_convert, box_iou, generalized_box_iou
+
+__all__ = ["box_area", "box_convert", "box_iou", "generalized_box_iou"]
