@@ -1,1 +1,38 @@
-"""cvcourse.data (being written)."""
+"""Data for the course, offline first.
+
+- :mod:`cvcourse.data.photos`  real photos bundled with scikit-image / scikit-learn, by name
+- :mod:`cvcourse.data.shapes`  synthetic shapes for classification, segmentation and detection
+- :mod:`cvcourse.data.digits`  scikit-learn's 8x8 digits as a small image-classification set
+- :mod:`cvcourse.data.real`    CIFAR-10, Oxford-IIIT Pet and Penn-Fudan when online (else a clear error)
+"""
+
+from cvcourse.data.photos import PHOTO_NAMES, TEXTURE_NAMES, describe_photo, load_photo, photo_tensor, stereo_motorcycle
+from cvcourse.data.shapes import (
+    SHAPE_CLASSES,
+    Scene,
+    ShapesClassification,
+    ShapesDetection,
+    ShapesSegmentation,
+    collate_detection,
+    masks_to_boxes,
+    render_scene,
+    shape_mask,
+)
+
+__all__ = [
+    "PHOTO_NAMES",
+    "TEXTURE_NAMES",
+    "describe_photo",
+    "load_photo",
+    "photo_tensor",
+    "stereo_motorcycle",
+    "SHAPE_CLASSES",
+    "Scene",
+    "ShapesClassification",
+    "ShapesDetection",
+    "ShapesSegmentation",
+    "collate_detection",
+    "masks_to_boxes",
+    "render_scene",
+    "shape_mask",
+]
