@@ -1,1 +1,49 @@
-"""cvcourse.detection (being written)."""
+"""Object detection, lectures 8–9: from R-CNN to Faster R-CNN, built from small readable parts.
+
+- :mod:`~cvcourse.detection.box_coder`        box deltas: encode/decode, the R-CNN parametrisation
+- :mod:`~cvcourse.detection.selective_search` region proposals by hierarchical grouping (R-CNN)
+- :mod:`~cvcourse.detection.rcnn`             warped crops with context, a small R-CNN
+- :mod:`~cvcourse.detection.metrics`          precision–recall, AP, mAP (VOC) and mAP@[.5:.95]
+- :mod:`~cvcourse.detection.anchors`          anchor boxes (Faster R-CNN)
+- :mod:`~cvcourse.detection.rpn`              Region Proposal Network: head, matching, loss, proposals
+- :mod:`~cvcourse.detection.roi_heads`        Fast R-CNN head: RoI pool/align, multi-task loss, post-processing
+- :mod:`~cvcourse.detection.faster_rcnn`      small Fast / Faster R-CNN, training and prediction helpers
+"""
+
+from cvcourse.detection.anchors import AnchorGenerator
+from cvcourse.detection.box_coder import BoxCoder, clip_boxes_to_image, decode_boxes, encode_boxes
+from cvcourse.detection.faster_rcnn import (
+    SmallFasterRCNN,
+    SmallFastRCNN,
+    collate_detection,
+    predict,
+    small_backbone,
+    train_detector,
+)
+from cvcourse.detection.metrics import (
+    average_precision,
+    coco_map,
+    match_detections,
+    mean_average_precision,
+    precision_recall,
+)
+from cvcourse.detection.rcnn import RCNN, add_context, label_proposals, warp_regions
+from cvcourse.detection.roi_heads import (
+    FastRCNNHead,
+    RoIHeads,
+    fast_rcnn_loss,
+    postprocess_detections,
+    select_training_samples,
+)
+from cvcourse.detection.rpn import RegionProposalNetwork, RPNHead, filter_proposals, match_boxes, rpn_loss, sample_balanced
+from cvcourse.detection.selective_search import hierarchical_grouping, selective_search
+
+__all__ = [
+    "AnchorGenerator", "BoxCoder", "clip_boxes_to_image", "decode_boxes", "encode_boxes",
+    "SmallFasterRCNN", "SmallFastRCNN", "collate_detection", "predict", "small_backbone", "train_detector",
+    "average_precision", "coco_map", "match_detections", "mean_average_precision", "precision_recall",
+    "RCNN", "add_context", "label_proposals", "warp_regions",
+    "FastRCNNHead", "RoIHeads", "fast_rcnn_loss", "postprocess_detections", "select_training_samples",
+    "RegionProposalNetwork", "RPNHead", "filter_proposals", "match_boxes", "rpn_loss", "sample_balanced",
+    "hierarchical_grouping", "selective_search",
+]

@@ -1,0 +1,220 @@
+"""Small, trainable Fast and Faster R-CNN assembled from this package's parts (lecture 9).
+
+Both run a backbone once per image (the shared feature map), then the :class:`~cvcourse.detection.roi_heads.RoIHeads`.
+They differ only in where the regions come from: :class:`SmallFastRCNN` takes external proposals
+(selective search), :class:`SmallFasterRCNN` learns them with a
+:class:`~cvcourse.detection.rpn.RegionProposalNetwork` on the same feature map.
+Images of one batch share one size (the synthetic shapes data), so there is no resizing/padding step.
+
+Letters: B images, C channels, H, W image size, h, w feature-map size, G boxes of one image, D detections.
+Convention: images are ``(B, 3, H, W)`` float in [0, 1]; boxes are ``(x1, y1, x2, y2)`` in pixels;
+``num_classes`` counts the background (class 0), like torchvision's ``FasterRCNN(num_classes=...)``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from cvcourse._checks import check_shape
+from cvcourse.detection.anchors import AnchorGenerator
+from cvcourse.detection.roi_heads import FastRCNNHead, RoIHeads
+from cvcourse.detection.rpn import RegionProposalNetwork
+
+
+def small_backbone(out_channels: int = 64, width: int = 32) -> nn.Sequential:
+    """A four-stage CNN with stride 8 (three stride-2 stages), enough for 64–128 px synthetic images.
+
+    Returns:
+        nn.Sequential mapping ``(B, 3, H, W)`` to ``(B, out_channels, H/8, W/8)``, with an ``out_channels``
+        attribute as torchvision's detectors expect.
+    """
+
+    def block(cin: int, cout: int, stride: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+    net = nn.Sequential(
+        block(3, width // 2, 1),
+        block(width // 2, width, 2),
+        block(width, width, 2),
+        block(width, out_channels, 2),
+        block(out_channels, out_channels, 1),
+    )
+    net.out_channels = out_channels
+    return net
+
+
+def _check_images(images: Tensor) -> None:
+    check_shape(images, "images", (None, 3, None, None), hint="(B, 3, H, W) float in [0, 1]")
+
+
+class SmallFastRCNN(nn.Module):
+    """Fast R-CNN: shared feature map + RoI pooling of *given* proposals + softmax and box regression.
+
+    Introduced in lecture 9. Mirrors the box part of ``torchvision.models.detection.FasterRCNN`` without its
+    RPN and transform.
+
+    Args:
+        num_classes (int): K including background.
+        backbone (nn.Module, optional): with ``out_channels``; defaults to :func:`small_backbone`.
+        pooler (str): ``"pool"`` (Fast R-CNN's RoI pooling, the default here) or ``"align"``.
+        roi_size (int): RoI output side S.
+        **roi_kwargs: passed to :class:`~cvcourse.detection.roi_heads.RoIHeads`.
+    """
+
+    def __init__(self, num_classes: int, backbone: nn.Module | None = None, pooler: str = "pool", roi_size: int = 7, **roi_kwargs):
+        super().__init__()
+        self.backbone = backbone if backbone is not None else small_backbone()
+        self.roi_heads = RoIHeads(FastRCNNHead(self.backbone.out_channels, num_classes, roi_size, pooler=pooler), **roi_kwargs)
+
+    def forward(
+        self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, proposals: list[Tensor] | None = None
+    ):
+        """Args:
+            images (Tensor[B, 3, H, W]); targets (list of dicts, training only);
+            proposals (list of B Tensor[P_b, 4]): region proposals, e.g. from selective search.
+
+        Returns:
+            a loss dict in training mode, else a list of detection dicts (``boxes``, ``scores``, ``labels``).
+        """
+        _check_images(images)
+        if proposals is None or len(proposals) != images.shape[0]:
+            raise ValueError("SmallFastRCNN needs one Tensor[P, 4] of proposals per image (e.g. selective_search)")
+        features = self.backbone(images)
+        proposals = [p.to(features) for p in proposals]
+        detections, losses = self.roi_heads(features, proposals, tuple(images.shape[-2:]), targets)
+        return losses if self.training else detections
+
+
+class SmallFasterRCNN(nn.Module):
+    """Faster R-CNN: backbone -> RPN proposals -> RoI Align head, all trained jointly.
+
+    Introduced in lecture 9. Mirrors ``torchvision.models.detection.FasterRCNN`` for one feature map, without
+    the resize/normalise transform (inputs are used as they are).
+
+    Args:
+        num_classes (int): K including background.
+        backbone (nn.Module, optional): with ``out_channels``; defaults to :func:`small_backbone`.
+        anchor_sizes (sequence of float): anchor sides in pixels (suited to the objects' sizes).
+        aspect_ratios (sequence of float): anchor height / width ratios.
+        roi_size (int): RoI output side S.
+        rpn_kwargs, roi_kwargs (dict, optional): passed to :class:`RegionProposalNetwork` and :class:`RoIHeads`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: nn.Module | None = None,
+        anchor_sizes: Sequence[float] = (16, 32, 64),
+        aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        roi_size: int = 7,
+        rpn_kwargs: dict | None = None,
+        roi_kwargs: dict | None = None,
+    ):
+        super().__init__()
+        self.backbone = backbone if backbone is not None else small_backbone()
+        c = self.backbone.out_channels
+        rpn_kwargs = {"pre_nms_top_n": 600, "post_nms_top_n": 100, **(rpn_kwargs or {})}
+        self.rpn = RegionProposalNetwork(c, AnchorGenerator(anchor_sizes, aspect_ratios), **rpn_kwargs)
+        self.roi_heads = RoIHeads(FastRCNNHead(c, num_classes, roi_size, pooler="align"), **(roi_kwargs or {}))
+
+    def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
+        """Args:
+            images (Tensor[B, 3, H, W]); targets (list of dicts with ``boxes``/``labels``, training only).
+
+        Returns:
+            a loss dict (four terms) in training mode, else a list of detection dicts.
+        """
+        _check_images(images)
+        size = tuple(images.shape[-2:])
+        features = self.backbone(images)
+        proposals, rpn_losses = self.rpn(features, size, targets)
+        detections, roi_losses = self.roi_heads(features, proposals, size, targets)
+        return {**rpn_losses, **roi_losses} if self.training else detections
+
+
+def collate_detection(batch: Sequence[tuple]) -> tuple:
+    """Stack images and keep targets (and any extra per-image items) as lists."""
+    columns = list(zip(*batch))
+    return (torch.stack(columns[0]),) + tuple(list(c) for c in columns[1:])
+
+
+def _to(obj, device):
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(v, device) for v in obj)
+    return obj
+
+
+def train_detector(
+    model: nn.Module,
+    data: Iterable | torch.utils.data.Dataset,
+    *,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Train a detector that returns a loss dict, with AdamW; return the per-step losses.
+
+    Dataset items are ``(image, target)`` or ``(image, target, proposals)``; the extra item is passed to
+    the model as ``proposals=`` (for :class:`SmallFastRCNN`).
+
+    Returns:
+        dict of lists: one entry per loss term plus ``"loss"`` (their sum) per step, and
+        ``"epoch_time"`` (seconds) per epoch.
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).train()
+    if isinstance(data, torch.utils.data.Dataset):
+        g = torch.Generator().manual_seed(seed)
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=collate_detection, generator=g)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    history: dict[str, list[float]] = {"loss": [], "epoch_time": []}
+    bar = tqdm(total=epochs * len(data), disable=not progress, desc="train")
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for batch in data:
+            images, targets, *extra = _to(batch, device)
+            losses = model(images, targets, proposals=extra[0]) if extra else model(images, targets)
+            loss = sum(losses.values())
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            for k, v in losses.items():
+                history.setdefault(k, []).append(float(v))
+            history["loss"].append(float(loss))
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+        history["epoch_time"].append(time.perf_counter() - start)
+    bar.close()
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, data: Iterable | torch.utils.data.Dataset, *, batch_size: int = 16, device=None
+) -> list[dict[str, Tensor]]:
+    """Run a detector in eval mode over a dataset; return detections (on the CPU) in dataset order."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).eval()
+    if isinstance(data, torch.utils.data.Dataset):
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+    out = []
+    for batch in data:
+        images, _targets, *extra = _to(batch, device)
+        dets = model(images, proposals=extra[0]) if extra else model(images)
+        out.extend(_to(d, "cpu") for d in dets)
+    return out
