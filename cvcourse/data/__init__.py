@@ -6,7 +6,16 @@
 - :mod:`cvcourse.data.real`    CIFAR-10, Oxford-IIIT Pet and Penn-Fudan when online (else a clear error)
 """
 
+from cvcourse.data.digits import DigitsDataset
 from cvcourse.data.photos import PHOTO_NAMES, TEXTURE_NAMES, describe_photo, load_photo, photo_tensor, stereo_motorcycle
+from cvcourse.data.real import (
+    PENN_FUDAN_URL,
+    DatasetUnavailableError,
+    PennFudanPed,
+    cifar10,
+    oxford_pets,
+    penn_fudan,
+)
 from cvcourse.data.shapes import (
     SHAPE_CLASSES,
     Scene,
@@ -20,6 +29,13 @@ from cvcourse.data.shapes import (
 )
 
 __all__ = [
+    "DigitsDataset",
+    "PENN_FUDAN_URL",
+    "DatasetUnavailableError",
+    "PennFudanPed",
+    "cifar10",
+    "oxford_pets",
+    "penn_fudan",
     "PHOTO_NAMES",
     "TEXTURE_NAMES",
     "describe_photo",

@@ -62,11 +62,14 @@ class Scene:
         image (np.ndarray[3, S, S]): float32 in [0, 1].
         masks (np.ndarray[K, S, S]): bool, visible part of each shape, in drawing order.
         labels (np.ndarray[K]): int64 class index ``0..3`` into :data:`SHAPE_CLASSES`.
+        params (list[dict]): per shape, the :func:`shape_mask` arguments ``kind, cx, cy, radius, angle``
+            (the full, unoccluded shape is ``shape_mask(**params[k], size=S)``).
     """
 
     image: np.ndarray
     masks: np.ndarray
     labels: np.ndarray
+    params: list
 
 
 @functools.lru_cache(maxsize=None)
@@ -170,8 +173,8 @@ def render_scene(
         size_range: equal-area radius of a shape as a fraction of ``S``.
         background: ``"texture"``, ``"noise"`` or ``"plain"``.
         noise_std: standard deviation of the Gaussian pixel noise added at the end.
-        dominant: if True the last shape is a large one (radius ``1.6x`` to ``2x`` the upper size) drawn
-            on top of smaller distractors; used for classification.
+        dominant: if True the last shape is a large one (radius ``1.3x`` to ``1.7x`` the upper size),
+            drawn on top of smaller distractors and entirely inside the image; used for classification.
 
     Returns:
         :class:`Scene` with the image, the visible instance masks and the 0-based labels.
@@ -194,15 +197,17 @@ def render_scene(
 
     full: list[np.ndarray] = []
     labels: list[int] = []
+    params: list[dict] = []
     full_area: list[int] = []
     min_pixels = 4
     for k in range(n):
         big = dominant and k == n - 1
         label = int(rng.integers(len(SHAPE_CLASSES)))
         for _attempt in range(10):
-            frac = rng.uniform(1.6 * hi, 2.0 * hi) if big else rng.uniform(lo, hi)
+            frac = rng.uniform(1.3 * hi, 1.7 * hi) if big else rng.uniform(lo, hi)
             radius = frac * size
-            margin = 0.8 * radius
+            outer = radius * _CIRCUMRADIUS[SHAPE_CLASSES[label]]
+            margin = min(outer, 0.5 * size) if big else 0.7 * outer  # small shapes may stick out a little
             cx, cy = rng.uniform(margin, size - margin, size=2)
             angle = rng.uniform(0.0, 2.0 * math.pi)
             mask = shape_mask(SHAPE_CLASSES[label], cx, cy, radius, angle, size)
@@ -223,6 +228,7 @@ def render_scene(
         image = np.where(mask[None], fill, image)
         full.append(mask)
         labels.append(label)
+        params.append(dict(kind=SHAPE_CLASSES[label], cx=float(cx), cy=float(cy), radius=float(radius), angle=float(angle)))
         full_area.append(area)
         full = [m & ~mask for m in full[:-1]] + [mask]  # earlier shapes keep only their visible part
 
@@ -231,7 +237,12 @@ def render_scene(
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
     masks = np.stack(full) if full else np.zeros((0, size, size), dtype=bool)
     keep = masks.reshape(len(masks), -1).any(axis=1)  # drop fully hidden shapes
-    return Scene(image=image, masks=masks[keep], labels=np.asarray(labels, dtype=np.int64)[keep])
+    return Scene(
+        image=image,
+        masks=masks[keep],
+        labels=np.asarray(labels, dtype=np.int64)[keep],
+        params=[p for p, k in zip(params, keep) if k],
+    )
 
 
 def masks_to_boxes(masks: Tensor) -> Tensor:
@@ -340,7 +351,7 @@ class ShapesClassification(_ShapesBase):
         background: ``"texture"``, ``"noise"`` or ``"plain"``.
         noise_std: Gaussian pixel noise.
         size_range: equal-area radius range of the distractors as a fraction of ``S``; the dominant
-            shape's radius is 1.6 to 2 times the upper end.
+            shape's radius is 1.3 to 1.7 times the upper end.
 
     Items:
         ``(image, label)``: image Tensor[3, S, S] float32 in [0, 1], label int64 scalar in ``0..3``.
