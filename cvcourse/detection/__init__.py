@@ -15,7 +15,6 @@ from cvcourse.detection.box_coder import BoxCoder, clip_boxes_to_image, decode_b
 from cvcourse.detection.faster_rcnn import (
     SmallFasterRCNN,
     SmallFastRCNN,
-    collate_detection,
     predict,
     small_backbone,
     train_detector,
@@ -40,7 +39,7 @@ from cvcourse.detection.selective_search import hierarchical_grouping, selective
 
 __all__ = [
     "AnchorGenerator", "BoxCoder", "clip_boxes_to_image", "decode_boxes", "encode_boxes",
-    "SmallFasterRCNN", "SmallFastRCNN", "collate_detection", "predict", "small_backbone", "train_detector",
+    "SmallFasterRCNN", "SmallFastRCNN", "predict", "small_backbone", "train_detector",
     "average_precision", "coco_map", "match_detections", "mean_average_precision", "precision_recall",
     "RCNN", "add_context", "label_proposals", "warp_regions",
     "FastRCNNHead", "RoIHeads", "fast_rcnn_loss", "postprocess_detections", "select_training_samples",

@@ -47,8 +47,15 @@ def small_backbone(out_channels: int = 64, width: int = 32) -> nn.Sequential:
     return net
 
 
-def _check_images(images: Tensor) -> None:
+def _as_batch(images: Tensor | Sequence[Tensor]) -> Tensor:
+    """Accept a ``(B, 3, H, W)`` tensor or torchvision's list of equally sized ``(3, H, W)`` images."""
+    if isinstance(images, (list, tuple)):
+        sizes = {tuple(im.shape) for im in images}
+        if len(sizes) > 1:
+            raise ValueError(f"all images of a batch must have one size (no resizing here), got sizes {sorted(sizes)}")
+        images = torch.stack(list(images))
     check_shape(images, "images", (None, 3, None, None), hint="(B, 3, H, W) float in [0, 1]")
+    return images
 
 
 class SmallFastRCNN(nn.Module):
@@ -74,13 +81,13 @@ class SmallFastRCNN(nn.Module):
         self, images: Tensor, targets: list[dict[str, Tensor]] | None = None, proposals: list[Tensor] | None = None
     ):
         """Args:
-            images (Tensor[B, 3, H, W]); targets (list of dicts, training only);
+            images (Tensor[B, 3, H, W] or list of Tensor[3, H, W]); targets (list of dicts, training only);
             proposals (list of B Tensor[P_b, 4]): region proposals, e.g. from selective search.
 
         Returns:
             a loss dict in training mode, else a list of detection dicts (``boxes``, ``scores``, ``labels``).
         """
-        _check_images(images)
+        images = _as_batch(images)
         if proposals is None or len(proposals) != images.shape[0]:
             raise ValueError("SmallFastRCNN needs one Tensor[P, 4] of proposals per image (e.g. selective_search)")
         features = self.backbone(images)
@@ -123,12 +130,12 @@ class SmallFasterRCNN(nn.Module):
 
     def forward(self, images: Tensor, targets: list[dict[str, Tensor]] | None = None):
         """Args:
-            images (Tensor[B, 3, H, W]); targets (list of dicts with ``boxes``/``labels``, training only).
+            images (Tensor[B, 3, H, W] or list of Tensor[3, H, W]); targets (list of dicts with ``boxes``/``labels``, training only).
 
         Returns:
             a loss dict (four terms) in training mode, else a list of detection dicts.
         """
-        _check_images(images)
+        images = _as_batch(images)
         size = tuple(images.shape[-2:])
         features = self.backbone(images)
         proposals, rpn_losses = self.rpn(features, size, targets)
@@ -136,7 +143,7 @@ class SmallFasterRCNN(nn.Module):
         return {**rpn_losses, **roi_losses} if self.training else detections
 
 
-def collate_detection(batch: Sequence[tuple]) -> tuple:
+def _collate(batch: Sequence[tuple]) -> tuple:
     """Stack images and keep targets (and any extra per-image items) as lists."""
     columns = list(zip(*batch))
     return (torch.stack(columns[0]),) + tuple(list(c) for c in columns[1:])
@@ -179,7 +186,7 @@ def train_detector(
     model.to(device).train()
     if isinstance(data, torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(seed)
-        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=collate_detection, generator=g)
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=_collate, generator=g)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     history: dict[str, list[float]] = {"loss": [], "epoch_time": []}
     bar = tqdm(total=epochs * len(data), disable=not progress, desc="train")
@@ -211,7 +218,7 @@ def predict(
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).eval()
     if isinstance(data, torch.utils.data.Dataset):
-        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate_detection)
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     out = []
     for batch in data:
         images, _targets, *extra = _to(batch, device)
