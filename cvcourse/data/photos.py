@@ -11,6 +11,7 @@ repeated over three channels so that every photo has the same layout.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -36,11 +37,17 @@ def _sklearn(filename: str) -> Callable[[], np.ndarray]:
     return load
 
 
+@functools.lru_cache(maxsize=1)
+def _stereo_raw() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """scikit-image's stereo triple, read once (it parses three files); callers get copies."""
+    import skimage.data
+
+    return skimage.data.stereo_motorcycle()
+
+
 def _motorcycle(side: int) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
-        import skimage.data
-
-        return skimage.data.stereo_motorcycle()[side]
+        return _stereo_raw()[side]
 
     return load
 
@@ -72,7 +79,7 @@ TEXTURE_NAMES: tuple[str, ...] = ("brick", "grass", "gravel")
 def _to_rgb(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)  # (H, W) -> (H, W, 3)
-    return np.ascontiguousarray(image[:, :, :3], dtype=np.uint8)
+    return np.array(image[:, :, :3], dtype=np.uint8, order="C", copy=True)
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -125,8 +132,6 @@ def stereo_motorcycle() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ``(left, right, disparity)``: ``uint8`` arrays ``(H, W, 3)`` and a ``float32`` array ``(H, W)``
         in pixels (a point at column ``x`` in the left image is at ``x - disparity`` in the right one).
     """
-    import skimage.data
-
-    left, right, disparity = skimage.data.stereo_motorcycle()
+    left, right, disparity = _stereo_raw()
     disparity = np.where(np.isfinite(disparity), disparity, np.nan).astype(np.float32)
     return _to_rgb(left), _to_rgb(right), disparity
