@@ -200,10 +200,10 @@ def train_detector(
             loss.backward()
             opt.step()
             for k, v in losses.items():
-                history.setdefault(k, []).append(float(v))
-            history["loss"].append(float(loss))
+                history.setdefault(k, []).append(float(v.detach()))
+            history["loss"].append(float(loss.detach()))
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         history["epoch_time"].append(time.perf_counter() - start)
     bar.close()
     model.eval()

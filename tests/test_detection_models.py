@@ -1,0 +1,170 @@
+"""Selective search, R-CNN crops, the small Fast/Faster R-CNN and the box widgets of cvcourse.detection."""
+
+import numpy as np
+import pytest
+import torch
+
+from cvcourse.detection import (
+    RCNN,
+    SmallFasterRCNN,
+    SmallFastRCNN,
+    add_context,
+    hierarchical_grouping,
+    label_proposals,
+    selective_search,
+    small_backbone,
+    warp_regions,
+)
+from cvcourse.detection._ops import box_iou
+from cvcourse.widgets.boxes import intersection_box, iou_widget, nms_keep, plot_iou
+
+
+def two_rectangles():
+    """A grey 64 x 96 image with a red rectangle and a blue one; returns (image, boxes)."""
+    img = np.full((64, 96, 3), 128, dtype=np.uint8)
+    img[8:30, 10:40] = (220, 30, 30)
+    img[35:60, 50:90] = (30, 30, 220)
+    return img, torch.tensor([[10.0, 8, 40, 30], [50.0, 35, 90, 60]])
+
+
+# ---------------------------------------------------------------- selective search
+def test_selective_search_finds_both_rectangles():
+    img, objects = two_rectangles()
+    boxes = selective_search(img, scale=50, min_size=10)
+    best = box_iou(objects, boxes).max(dim=1).values
+    assert (best > 0.9).all(), best
+    assert boxes.dtype == torch.float32 and boxes.shape[1] == 4
+    assert len(torch.unique(boxes, dim=0)) == len(boxes)  # no duplicates
+
+
+def test_selective_search_accepts_tensor_input():
+    img, _ = two_rectangles()
+    from_tensor = selective_search(torch.from_numpy(img).permute(2, 0, 1).double() / 255, scale=50, min_size=10)
+    torch.testing.assert_close(from_tensor, selective_search(img, scale=50, min_size=10))
+
+
+def test_hierarchical_grouping_ends_with_one_region():
+    img, _ = two_rectangles()
+    labels = np.zeros((64, 96), dtype=np.int64)  # four quadrants as the initial regions
+    labels[:32, 48:] = 1
+    labels[32:, :48] = 2
+    labels[32:, 48:] = 3
+    boxes, merges = hierarchical_grouping(img, labels)
+    assert len(merges) == 3 and len(boxes) == 4 + 3
+    assert boxes[-1].tolist() == [0, 0, 96, 64]
+    assert boxes[0].tolist() == [0, 0, 48, 32]
+    with pytest.raises(ValueError, match="similarities must be"):
+        hierarchical_grouping(img, labels, similarities=("shape",))
+
+
+def test_selective_search_rejects_bad_image():
+    with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
+        selective_search(np.zeros((4, 4, 5)))
+
+
+# ---------------------------------------------------------------- R-CNN crops
+def test_add_context_arithmetic():
+    # R-CNN: a 195 px wide box warped to 227 with 16 px each side must grow by 16 * 195 / 195 = 16 px each side
+    out = add_context(torch.tensor([[100.0, 50.0, 295.0, 440.0]]), size=227, context=16)
+    torch.testing.assert_close(out, torch.tensor([[84.0, 18.0, 311.0, 472.0]]))
+    with pytest.raises(ValueError, match="2 \\* context < size"):
+        add_context(torch.tensor([[0.0, 0, 1, 1]]), size=8, context=4)
+
+
+def test_warp_regions_samples_a_ramp_exactly():
+    # pixel (y, x) holds x; warping the whole 16-px-wide image to 8 columns averages two bilinear samples per
+    # column at x = 2j + 0.5 +- 0.5 (pixel centres at x + 0.5), so column j holds 2j + 0.5
+    W = 16
+    image = torch.arange(W, dtype=torch.float32).expand(3, 12, W).clone()
+    crops = warp_regions(image, torch.tensor([[0.0, 0.0, W, 12.0]]), size=8, context=0)
+    assert crops.shape == (1, 3, 8, 8)
+    torch.testing.assert_close(crops[0, 1, 3], torch.arange(8, dtype=torch.float32) * 2 + 0.5)
+
+
+def test_label_proposals():
+    props = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 16], [0, 0, 10, 40], [50, 50, 60, 60]])
+    labels, matched = label_proposals(props, torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([3]))
+    # IoU 1 -> class 3; 100/160 = 0.625 -> class 3; 100/400 = 0.25 -> background; 0 -> background
+    assert labels.tolist() == [3, 3, 0, 0]
+    torch.testing.assert_close(matched[0], torch.tensor([0.0, 0, 10, 10]))
+
+
+def test_rcnn_detect_keeps_best_of_duplicates():
+    model = RCNN(num_classes=3, crop_size=16, width=4)
+    for p in model.parameters():
+        torch.nn.init.zeros_(p)
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))  # everything looks like class 2
+    props = torch.tensor([[2.0, 2, 20, 20], [3, 3, 21, 21], [30, 30, 40, 40]])
+    out = model.detect(torch.rand(3, 48, 48), props, score_thresh=0.5, nms_thresh=0.3)
+    # equal scores: NMS keeps the first of the overlapping pair, and the separate box; zero deltas keep boxes
+    torch.testing.assert_close(out["boxes"], props[[0, 2]])
+    assert out["labels"].tolist() == [2, 2]
+
+
+# ---------------------------------------------------------------- small detectors
+def one_scene():
+    image = torch.full((3, 64, 64), 0.5)
+    image[:, 10:30, 12:40] = torch.tensor([1.0, 0.1, 0.1])[:, None, None]
+    image[:, 40:58, 40:60] = torch.tensor([0.1, 0.1, 1.0])[:, None, None]
+    target = {"boxes": torch.tensor([[12.0, 10, 40, 30], [40.0, 40, 60, 58]]), "labels": torch.tensor([1, 2])}
+    return image, target
+
+
+def test_small_faster_rcnn_overfits_one_image():
+    torch.manual_seed(0)
+    image, target = one_scene()
+    model = SmallFasterRCNN(3, backbone=small_backbone(32, 16), anchor_sizes=(16, 32))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    first = None
+    for _ in range(40):
+        losses = model(image[None], [target])
+        assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
+        loss = sum(losses.values())
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.5 * first
+    model.eval()
+    (dets,) = model([image])
+    assert dets["boxes"].shape[1] == 4 and dets["labels"].dtype == torch.int64
+    assert (dets["scores"][:-1] >= dets["scores"][1:]).all()
+
+
+def test_small_detectors_check_their_input():
+    image, target = one_scene()
+    model = SmallFasterRCNN(3, backbone=small_backbone(16, 8))
+    with pytest.raises(ValueError, match="targets"):
+        model(image[None])  # training mode without targets
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(image[:1][None], [target])
+    with pytest.raises(ValueError, match="one size"):
+        model([image, image[:, :32]], [target, target])
+    fast = SmallFastRCNN(3, backbone=small_backbone(16, 8))
+    with pytest.raises(ValueError, match="proposals per image"):
+        fast(image[None], [target])
+    losses = fast(image[None], [target], proposals=[target["boxes"] + 2])
+    assert set(losses) == {"loss_classifier", "loss_box_reg"}
+
+
+# ---------------------------------------------------------------- widgets
+def test_intersection_box_and_iou_plot():
+    a, b = torch.tensor([0.0, 0, 10, 10]), torch.tensor([5.0, 5, 15, 20])
+    torch.testing.assert_close(intersection_box(a, b), torch.tensor([5.0, 5, 10, 10]))
+    assert intersection_box(a, torch.tensor([10.0, 0, 20, 10])) is None  # touching edges: no overlap
+    ax = plot_iou(a, b)
+    assert ax.get_title() == f"IoU = {25 / (100 + 150 - 25):.3f}"
+    iou_widget()  # renders once headless
+
+
+def test_nms_keep_thresholds_and_classes():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 11, 11], [0, 0, 10, 10], [20, 20, 30, 30]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.1])
+    assert nms_keep(boxes, scores, iou_threshold=0.5).tolist() == [0, 3]
+    assert nms_keep(boxes, scores, iou_threshold=0.5, score_threshold=0.2).tolist() == [0]
+    # another class is not suppressed
+    assert nms_keep(boxes, scores, torch.tensor([1, 1, 2, 1]), iou_threshold=0.5).tolist() == [0, 2, 3]
+    # IoU of boxes 0 and 1 is 81/119 = 0.68: a threshold above that keeps both
+    assert nms_keep(boxes[:2], scores[:2], iou_threshold=0.7).tolist() == [0, 1]
