@@ -18,6 +18,8 @@ from cvcourse.features import (
     homography_dlt,
     match_descriptors,
     ransac_homography,
+    repeatability,
+    stereo_match_correct,
 )
 
 
@@ -63,7 +65,7 @@ def test_homography_dlt_exact_and_equal_to_opencv():
     got = homography_dlt(src, dst)
     torch.testing.assert_close(got, Hm / Hm[2, 2], atol=1e-6, rtol=1e-6)
     ref, _ = cv2.findHomography(src.numpy(), dst.numpy(), 0)
-    torch.testing.assert_close(got, torch.from_numpy(ref), atol=1e-4, rtol=1e-4)  # OpenCV solves in float32
+    torch.testing.assert_close(got, torch.from_numpy(ref), atol=1e-4, rtol=1e-4)  # OpenCV refines its DLT solution
 
 
 def test_apply_homography_matches_opencv():
@@ -172,3 +174,32 @@ def test_bag_of_words_errors():
     bow = BagOfVisualWords(2).fit(torch.rand(20, 8))
     with pytest.raises(TypeError, match="one descriptor tensor per image"):
         bow.transform(torch.rand(3, 8))
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+
+
+def test_repeatability_counts_partners_within_tolerance():
+    kp = torch.tensor([[10.0, 10.0, 4.0], [50.0, 20.0, 4.0], [30.0, 70.0, 8.0], [90.0, 90.0, 4.0]])
+    assert repeatability(kp, kp) == 1.0
+    shifted = kp + torch.tensor([1.5, 0.0, 0.0])
+    assert repeatability(kp, shifted, tol=2.0) == 1.0
+    assert repeatability(kp, shifted, tol=1.0) == 0.0
+    bigger = kp * torch.tensor([1.0, 1.0, 1.5])
+    assert repeatability(kp, bigger, size_tol=0.25) == 0.0
+    assert repeatability(kp, bigger, size_tol=None) == 1.0
+    # a known zoom by 2: positions and sizes double; points mapped outside a 101 x 101 image are not counted
+    Hm = torch.diag(torch.tensor([2.0, 2.0, 1.0]))
+    zoomed = kp * 2
+    assert repeatability(kp, zoomed[:2], Hm=Hm, shape2=(101, 101)) == 1.0
+    assert repeatability(kp, zoomed[:1], Hm=Hm, shape2=(101, 101)) == 0.5
+
+
+def test_stereo_match_correct_uses_disparity():
+    disp = torch.full((20, 30), 5.0)
+    disp[:, :3] = float("inf")
+    left = torch.tensor([[10.0, 4.0], [10.0, 4.0], [10.0, 4.0], [1.0, 4.0]])
+    right = torch.tensor([[5.0, 4.0], [6.5, 5.0], [5.0, 7.0], [-4.0, 4.0]])
+    assert stereo_match_correct(left, right, disp).tolist() == [True, True, False, False]
+    with pytest.raises(ValueError, match=r"pts2 must have shape \(4, 2\)"):
+        stereo_match_correct(left, right[:2], disp)

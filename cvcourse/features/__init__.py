@@ -6,7 +6,14 @@
 """
 
 from cvcourse.features.bovw import BagOfVisualWords, dense_keypoints, dense_sift
-from cvcourse.features.matching import apply_homography, homography_dlt, match_descriptors, ransac_homography
+from cvcourse.features.matching import (
+    apply_homography,
+    homography_dlt,
+    match_descriptors,
+    ransac_homography,
+    repeatability,
+    stereo_match_correct,
+)
 from cvcourse.features.sift import (
     KEYPOINT_FIELDS,
     SiftResult,
@@ -30,6 +37,8 @@ __all__ = [
     "homography_dlt",
     "match_descriptors",
     "ransac_homography",
+    "repeatability",
+    "stereo_match_correct",
     "KEYPOINT_FIELDS",
     "SiftResult",
     "detect_and_compute",

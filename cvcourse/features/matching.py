@@ -12,7 +12,14 @@ from torch import Tensor
 
 from cvcourse._checks import check_same_device, check_shape
 
-__all__ = ["match_descriptors", "apply_homography", "homography_dlt", "ransac_homography"]
+__all__ = [
+    "match_descriptors",
+    "apply_homography",
+    "homography_dlt",
+    "ransac_homography",
+    "repeatability",
+    "stereo_match_correct",
+]
 
 
 def match_descriptors(
@@ -165,3 +172,83 @@ def ransac_homography(
         best = homography_dlt(src64[inliers], dst64[inliers])
         inliers = (apply_homography(best, src64) - dst64).norm(dim=-1) < threshold
     return best.to(src.dtype if src.is_floating_point() else torch.float32), inliers
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Evaluation: how often keypoints come back and matches are right
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def repeatability(
+    kp1: Tensor,
+    kp2: Tensor,
+    Hm: Tensor | None = None,
+    shape2: tuple[int, int] | None = None,
+    tol: float = 2.0,
+    size_tol: float | None = 0.25,
+) -> float:
+    """Fraction of keypoints of the first set that have a partner in the second set.
+
+    Each keypoint of ``kp1`` is mapped by ``Hm`` (identity if None) into the second image; those landing outside
+    ``shape2 = (H, W)`` are not counted. A mapped keypoint is repeated when some keypoint of ``kp2`` lies within
+    ``tol`` pixels and, if ``size_tol`` is given, its size differs by less than that fraction from the mapped
+    size (scaled by ``sqrt|det Hm[:2, :2]|``). Used in lecture 1 to compare with OpenCV.
+
+    Args:
+        kp1 (Tensor[N, 3+]): columns ``x, y, size`` (e.g. :func:`~cvcourse.features.sift.sift` keypoints).
+        kp2 (Tensor[M, 3+]): the keypoints found in the second image.
+        Hm (Tensor[3, 3]): homography from image 1 to image 2.
+        shape2: size ``(H, W)`` of the second image.
+        tol: distance in pixels.
+        size_tol: relative size tolerance, or None to ignore sizes.
+
+    Returns:
+        float in [0, 1] (NaN when no keypoint of ``kp1`` lands inside the second image).
+    """
+    check_shape(kp1[:, :3] if kp1.dim() == 2 else kp1, "kp1", (None, 3), hint="(x, y, size, ...)")
+    check_shape(kp2[:, :3] if kp2.dim() == 2 else kp2, "kp2", (None, 3), hint="(x, y, size, ...)")
+    pts, size = kp1[:, :2].double(), kp1[:, 2].double()
+    if Hm is not None:
+        Hm = Hm.to(pts)
+        pts = apply_homography(Hm, pts)
+        size = size * Hm[:2, :2].det().abs().sqrt()
+    inside = torch.ones(len(pts), dtype=torch.bool, device=pts.device)
+    if shape2 is not None:
+        inside = (pts[:, 0] >= 0) & (pts[:, 0] <= shape2[1] - 1) & (pts[:, 1] >= 0) & (pts[:, 1] <= shape2[0] - 1)
+    if not bool(inside.any()):
+        return float("nan")
+    if len(kp2) == 0:
+        return 0.0
+    pts, size = pts[inside], size[inside]
+    near = torch.cdist(pts, kp2[:, :2].to(pts)) < tol  # (N', M)
+    if size_tol is not None:
+        near &= (kp2[None, :, 2].to(pts) / size[:, None] - 1).abs() < size_tol
+    return near.any(1).double().mean().item()
+
+
+def stereo_match_correct(pts1: Tensor, pts2: Tensor, disparity: Tensor, tol: float = 2.0) -> Tensor:
+    """Which matches of a rectified stereo pair agree with the ground-truth disparity.
+
+    In a rectified pair a point ``(x, y)`` of the left image appears at ``(x - d(x, y), y)`` in the right image.
+    A match is correct when the matched right point is within ``tol`` pixels (Euclidean) of that prediction;
+    matches at pixels without a valid (finite) disparity count as incorrect. Used in lecture 1 on
+    ``skimage.data.stereo_motorcycle()``.
+
+    Args:
+        pts1 (Tensor[P, 2]): ``(x, y)`` in the left image.
+        pts2 (Tensor[P, 2]): matched ``(x, y)`` in the right image.
+        disparity (Tensor[H, W]): left-image disparity in pixels (inf or NaN where unknown).
+        tol: pixels.
+
+    Returns:
+        Tensor[P]: bool.
+    """
+    check_shape(pts1, "pts1", (None, 2))
+    check_shape(pts2, "pts2", (len(pts1), 2), hint="(one right point per left point)")
+    check_shape(disparity, "disparity", (None, None))
+    H, W = disparity.shape
+    xi = pts1[:, 0].round().long().clamp(0, W - 1)
+    yi = pts1[:, 1].round().long().clamp(0, H - 1)
+    d = disparity.to(pts1.device, torch.float64)[yi, xi]
+    err = torch.hypot(pts2[:, 0].double() - (pts1[:, 0].double() - d), (pts2[:, 1] - pts1[:, 1]).double())
+    return torch.isfinite(d) & (err < tol)
