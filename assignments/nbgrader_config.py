@@ -1,0 +1,53 @@
+"""nbgrader configuration of the cvcourse assignments (read by every nbgrader command run here).
+
+Autograding runs student code in the bubblewrap sandbox kernel (cvcourse.grading.sandbox); see
+docs/instructors.md. Every setting below fixes an nbgrader default that is wrong for this course.
+"""
+
+import os
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern,
+                                    LimitOutput, SaveAutoGrades)
+
+from cvcourse.grading.execute import GradingExecute
+from cvcourse.grading.feedback import HideHiddenTests
+from cvcourse.grading.sandbox import configure
+
+c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
+
+c.CourseDirectory.course_id = "cvcourse"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.assignment_id = ""
+
+# --- Execution: sandboxed kernel, generous but bounded time -------------------------------------
+# Student code runs in bubblewrap (no network, no course folder, no gradebook, own PID namespace).
+# The kernelspec is (re)installed into this environment automatically; the kernel refuses to start
+# (and the notebook is reported as failed) when bwrap is missing, never running unsandboxed.
+configure(c)  # kernel cvcourse-sandbox, ipc transport, private runtime folder (see cvcourse.grading.sandbox)
+c.Execute.timeout = 120            # per cell (nbgrader's 30 s is too short for a small training run)
+c.Execute.startup_timeout = 120    # importing torch in a fresh kernel on a busy 2-core machine
+c.Execute.interrupt_on_timeout = True
+c.GradingExecute.interrupt_grace = 10
+c.GradingExecute.notebook_timeout = 1200
+c.Execute.iopub_timeout = 10
+# GradingExecute grades the cells it can when a submission hangs or kills its kernel.
+c.Autograde.autograde_preprocessors = [
+    GradingExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+    AssignLatePenalties, CheckCellMetadata,
+]
+
+# --- Harmless stderr (torch/ipykernel warnings) must not turn a correct answer into a failure -----
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = r"(Warning|warn\(|^\s*$|\[W\d+ |UserWarning|FutureWarning|DeprecationWarning)"
+
+# --- Locked cells: a deleted or edited test cell is restored from the source and run -------------
+c.OverwriteCells.add_missing_cells = True
+c.LimitOutput.max_lines = 200
+c.LimitOutput.max_traceback = 40
+
+# --- Feedback must not show hidden tests (nbgrader #917) -----------------------------------------
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHiddenTests]
+
+# --- Students' own copies: release/ keeps the cells' ids and checksums for `nbgrader validate` ---
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}

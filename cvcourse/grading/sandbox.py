@@ -1,0 +1,209 @@
+"""The grading sandbox: a Jupyter kernel that runs student code inside bubblewrap.
+
+``nbgrader autograde`` runs every submitted notebook in a kernel. Out of the box that kernel is an
+ordinary Python process of the grader's user: it can read ``source/`` (hidden tests, solutions),
+write ``gradebook.db`` and see the grader's processes. The kernelspec installed here
+(:data:`KERNEL_NAME`, ``cvcourse-sandbox``) starts the kernel through :func:`main`, which ``exec``s
+``bwrap`` (Debian package ``bubblewrap``) with:
+
+* a read-only view of ``/`` and a fresh ``/tmp``, ``/dev`` and ``/proc``;
+* ``/root``, ``/home``, ``/work``, ``/mnt``, ``/srv``, ``/media``, ``$HOME``, the nbgrader course
+  folder and every path in ``CVCOURSE_SANDBOX_HIDE`` (``os.pathsep``-separated) covered by empty
+  tmpfs mounts; then read-only bind mounts bring back only what the kernel needs: the Python
+  environment (``sys.prefix``, ``sys.base_prefix``) and the ``cvcourse`` package;
+* read-write: only the folder the kernel starts in (nbgrader executes a submission in
+  ``autograded/<student>/<assignment>/``) and the folder of the kernel's connection file;
+* new network, PID, IPC and UTS namespaces (no network, the grader's processes out of sight), a new
+  session, all capabilities dropped, and an environment reduced to a short allow-list
+  (``JPY_PARENT_PID`` is not passed, so ipykernel does not watch a parent it cannot see).
+
+Because the network namespace is private, the kernel must talk to nbgrader over Jupyter's ``ipc``
+transport (Unix sockets next to the connection file); the course's ``nbgrader_config.py`` sets
+``KernelManager.transport = "ipc"`` and a private ``JUPYTER_RUNTIME_DIR``. The launcher refuses to
+start (the kernel fails to start, nbgrader reports it) when ``bwrap`` is missing or the transport is
+``tcp``: it never falls back to running unsandboxed.
+
+Not covered: CPU-time and memory limits (use the per-cell timeout of ``nbgrader_config.py`` and the
+machine's own limits), and code that subverts the kernel itself from inside the sandbox (see
+``cvcourse.grading.checks`` for what hidden tests detect).
+
+Install once per environment (idempotent)::
+
+    python -m cvcourse.grading install-kernel --sys-prefix
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+#: Name of the sandboxed kernelspec that the course's nbgrader_config.py makes autograde use.
+KERNEL_NAME = "cvcourse-sandbox"
+
+#: Folders hidden from student code (each replaced by an empty tmpfs when it exists).
+HIDDEN_ROOTS = ("/root", "/home", "/work", "/mnt", "/srv", "/media", "/var/tmp")
+
+#: Environment variables passed into the sandbox (everything else is dropped).
+ENV_ALLOW = (
+    "PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ",
+    "CVCOURSE_FAST", "NBGRADER_EXECUTION", "MPLBACKEND",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED", "PYTHONWARNINGS",
+    "CUDA_VISIBLE_DEVICES",
+)
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot start; grading must not go on without it."""
+
+
+def kernel_spec() -> dict:
+    """The kernel.json contents of the sandboxed kernel for the running interpreter."""
+    return {
+        "argv": [sys.executable, "-m", "cvcourse.grading.sandbox", "-f", "{connection_file}"],
+        "display_name": "Python 3 (cvcourse grading sandbox)",
+        "language": "python",
+        "interrupt_mode": "message",  # SIGINT would stop at bwrap; ipykernel interrupts itself on request
+        "metadata": {"cvcourse": {"sandbox": "bubblewrap"}},
+    }
+
+
+def kernel_dir(prefix: str | os.PathLike | None = None) -> Path:
+    """Folder of the kernelspec under ``prefix`` (default ``sys.prefix``)."""
+    return Path(prefix or sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+
+
+def install_kernel(prefix: str | os.PathLike | None = None) -> Path:
+    """Write the sandboxed kernelspec under ``prefix`` (default ``sys.prefix``); idempotent.
+
+    Returns:
+        The kernelspec folder.
+    """
+    folder = kernel_dir(prefix)
+    spec = json.dumps(kernel_spec(), indent=1) + "\n"
+    path = folder / "kernel.json"
+    if not path.exists() or path.read_text() != spec:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".kernel.json.{os.getpid()}"
+        tmp.write_text(spec)
+        os.replace(tmp, path)  # atomic: parallel graders never read half a file
+    return folder
+
+
+def ensure_kernel() -> Path:
+    """Install the kernelspec into ``sys.prefix`` if missing or stale (called by nbgrader_config.py)."""
+    return install_kernel(sys.prefix)
+
+
+def private_runtime_dir() -> str:
+    """Create a fresh folder for kernel connection files and ipc sockets (one per grading process)."""
+    return tempfile.mkdtemp(prefix="cvcourse-grading-runtime-")
+
+
+def configure(c) -> None:  # noqa: ANN001  (a traitlets Config)
+    """Settings for nbgrader_config.py: sandbox kernel, ipc transport, private runtime folder.
+
+    ``CVCOURSE_GRADING_UNSANDBOXED=1`` keeps nbgrader's ordinary kernel (unsafe; quick local checks).
+    """
+    if os.environ.get("CVCOURSE_GRADING_UNSANDBOXED", "") == "1":
+        return
+    ensure_kernel()
+    runtime = private_runtime_dir()
+    os.environ["JUPYTER_RUNTIME_DIR"] = runtime  # connection files of this grader's kernels only
+    c.Execute.kernel_name = KERNEL_NAME
+    c.KernelManager.transport = "ipc"  # the sandbox has no network: Unix sockets in the private folder
+    c.KernelManager.ip = os.path.join(runtime, "kernel")
+    c.KernelManager.connection_file = os.path.join(runtime, "kernel.json")  # nbgrader runs one kernel at a time
+
+
+def _course_root(cwd: Path) -> Path | None:
+    """nbgrader executes in ``<course>/autograded/<student>/<assignment>``: return ``<course>``."""
+    if len(cwd.parents) >= 3 and cwd.parents[1].name == "autograded":
+        return cwd.parents[2]
+    return None
+
+
+def bwrap_command(connection_file: str, cwd: str | None = None, env: dict | None = None) -> list[str]:
+    """The full ``bwrap`` command line that starts ipykernel for ``connection_file``.
+
+    Raises:
+        SandboxError: ``bwrap`` is not installed or the connection does not use the ipc transport.
+    """
+    env = dict(os.environ if env is None else env)
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxError(
+            "bubblewrap (bwrap) is not installed, so student code cannot be sandboxed; install it with "
+            "`apt-get install bubblewrap` (make setup does), or grade with the explicitly unsafe "
+            "--no-sandbox option for a local check"
+        )
+    conn_path = Path(connection_file).resolve()
+    info = json.loads(conn_path.read_text())
+    if info.get("transport") != "ipc":
+        raise SandboxError(
+            f"the sandbox has no network, so the kernel needs the ipc transport, got {info.get('transport')!r}; "
+            "set c.KernelManager.transport = 'ipc' (assignments/nbgrader_config.py does)"
+        )
+    ip = str(info.get("ip", ""))
+    if not os.path.isabs(ip):
+        raise SandboxError(
+            f"the ipc socket path {ip!r} is relative, so the kernel and nbgrader would look in different "
+            "folders; set c.KernelManager.ip to an absolute path in a private folder (nbgrader_config.py does)"
+        )
+    shared = {str(conn_path.parent), str(Path(ip).resolve().parent)}
+    for folder in shared:
+        if folder in ("/", "/tmp", "/var/tmp") or folder in HIDDEN_ROOTS:
+            raise SandboxError(f"the kernel connection folder {folder} must be a private folder, not a shared one")
+    cwd_path = Path(cwd or os.getcwd()).resolve()
+
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    hide = [p for p in HIDDEN_ROOTS if os.path.isdir(p)]
+    home = env.get("HOME")
+    if home and os.path.isdir(home):
+        hide.append(home)
+    course = _course_root(cwd_path)
+    if course is not None:
+        hide.append(str(course))
+    hide += [p for p in env.get("CVCOURSE_SANDBOX_HIDE", "").split(os.pathsep) if p and os.path.isdir(p)]
+    for path in sorted({str(Path(p).resolve()) for p in hide}, key=len):  # parents before children
+        args += ["--tmpfs", path]
+
+    import cvcourse  # noqa: PLC0415  (the package the hidden tests import)
+
+    package_dir = Path(cvcourse.__file__).resolve().parent
+    readonly = [sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent), str(package_dir)]
+    for path in dict.fromkeys(str(Path(p).resolve()) for p in readonly):
+        if path != "/":
+            args += ["--ro-bind", path, path]
+    for path in dict.fromkeys([str(cwd_path), *sorted(shared)]):
+        args += ["--bind", path, path]
+
+    args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sandbox",
+             "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--chdir", str(cwd_path), "--clearenv"]
+    for name in ENV_ALLOW:
+        if name in env:
+            args += ["--setenv", name, env[name]]
+    args += ["--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
+             "--setenv", "CVCOURSE_SANDBOXED", "1", "--setenv", "PYTHONDONTWRITEBYTECODE", "1"]
+    args += ["--", sys.executable, "-m", "ipykernel_launcher", "-f", str(conn_path)]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Kernel launcher: ``python -m cvcourse.grading.sandbox -f CONNECTION_FILE`` (from kernel.json)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) != 2 or argv[0] != "-f":
+        sys.exit("usage: python -m cvcourse.grading.sandbox -f CONNECTION_FILE")
+    try:
+        cmd = bwrap_command(argv[1])
+    except SandboxError as err:
+        sys.stderr.write(f"cvcourse-sandbox: refusing to start the kernel: {err}\n")
+        sys.exit(3)
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()
