@@ -46,7 +46,7 @@ from torch import Tensor, nn
 __all__ = [
     "capture", "captured", "assert_untampered", "reference", "forbid_library", "call", "assert_close",
     "assert_equal", "assert_shape", "GradingFailure", "TamperingError", "ForbiddenCallError",
-    "WATCHED", "FORBIDDEN",
+    "WATCHED", "FORBIDDEN", "grading", "budget",
 ]
 
 
@@ -355,6 +355,22 @@ def forbid_library(fn: Any = None) -> Iterator[list[str]]:
             f"your code called {log[0]}, the library version of what this exercise asks you to build "
             "(the error was caught inside your code, but the call still counts); implement it yourself"
         )
+
+
+def grading() -> bool:
+    """True while nbgrader executes the notebook (``NBGRADER_EXECUTION`` is ``autograde`` or ``validate``)."""
+    import os  # noqa: PLC0415
+
+    return os.environ.get("NBGRADER_EXECUTION", "") in ("autograde", "validate")
+
+
+def budget(student: Any, grading_value: Any) -> Any:
+    """Training budget knob for test cells: ``epochs = checks.budget(student=5, grading_value=2)``.
+
+    Returns ``grading_value`` while nbgrader grades the notebook (keeps grading on a 2-core CPU short and
+    the same for every student) and ``student`` when a student runs the notebook themselves.
+    """
+    return grading_value if grading() else student
 
 
 def _clone_args(args: tuple, kwargs: dict) -> tuple[list, dict]:
