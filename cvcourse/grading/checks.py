@@ -105,6 +105,15 @@ FORBIDDEN_MODULES = ("cvcourse.ops",)
 
 _SNAPSHOT: dict[str, tuple[str, str, Any, Any]] | None = None  # name -> (module, path, object, code)
 _REFS: dict[str, Any] = {}
+_LATE = False
+
+
+def _ipython() -> Any:
+    try:
+        from IPython import get_ipython  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        return None
+    return get_ipython()
 
 
 def _resolve(module: str, path: str) -> Any:
@@ -153,9 +162,12 @@ def capture() -> None:
 
     Calling it again later does nothing (a student cannot refresh the snapshot after tampering).
     """
-    global _SNAPSHOT
+    global _SNAPSHOT, _LATE
     if _SNAPSHOT is not None:
         return
+    shell = _ipython()
+    if shell is not None and getattr(shell, "execution_count", 1) > 1:
+        _LATE = True  # another cell ran first: the originals may already be replaced
     snap = {}
     for module, path in WATCHED:
         obj = _resolve(module, path)
@@ -190,9 +202,14 @@ def assert_untampered() -> None:
     """Fail with ``TamperingError`` when any captured function was replaced or rewritten.
 
     Raises:
-        TamperingError: names the replaced function(s).
+        TamperingError: names the replaced function(s), or says that the setup cell did not run first.
     """
     _orig("torch", "equal")  # raises when capture() never ran
+    if _LATE:
+        raise TamperingError(
+            "the notebook's grading setup cell was not the first cell to run, so the tests cannot trust "
+            "the functions they compare with; keep that cell at the top and do not add cells above it"
+        )
     changed = []
     for name, (module, path, obj, code) in _SNAPSHOT.items():  # type: ignore[union-attr]
         try:
@@ -320,10 +337,10 @@ def forbid_library(fn: Any = None) -> Iterator[list[str]]:
             )
     log: list[str] = []
     patched: list[tuple[Any, str, Any]] = []
-    prefixes = ("torch", "torchvision", "cvcourse.ops")
+    prefixes = ("torch", "torchvision", "cvcourse")
     try:
         for mod_name, mod in list(sys.modules.items()):
-            if mod is None or not mod_name.startswith(prefixes) or mod_name.startswith("torch._dynamo"):
+            if mod is None or not mod_name.startswith(prefixes) or mod_name.startswith(("torch._dynamo", __name__)):
                 continue
             try:
                 items = list(vars(mod).items())
