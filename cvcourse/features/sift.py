@@ -376,34 +376,35 @@ def _solve3(a: Tensor, d: Tensor, f: Tensor, b: Tensor, c: Tensor, e: Tensor, rh
 
 
 def _gradients(levels: Tensor) -> Tensor:
-    """Central-difference gradients of ``Tensor[L, H, W]`` as a table ``Tensor[2, L * H * W]`` of ``(gx, gy)``.
+    """Central-difference gradients of ``Tensor[L, H, W]`` as one complex table ``Tensor[L * H * W]``, ``gx + i gy``.
 
-    The outermost pixels get a zero gradient (OpenCV skips them too).
+    Complex numbers keep both components in one 8-byte element, so sampling needs one gather per neighbour
+    (and ``abs()`` / ``angle()`` give magnitude and direction). The outermost pixels get a zero gradient, as in
+    OpenCV.
     """
     L, H, W = levels.shape
     grad = levels.new_zeros(2, L, H, W)
     torch.sub(levels[:, 1:-1, 2:], levels[:, 1:-1, :-2], out=grad[0, :, 1:-1, 1:-1])
     torch.sub(levels[:, 2:, 1:-1], levels[:, :-2, 1:-1], out=grad[1, :, 1:-1, 1:-1])
-    return grad.mul_(0.5).reshape(2, -1)  # (2, L, H, W) -> (2, L * H * W)
+    grad.mul_(0.5)
+    return torch.complex(grad[0], grad[1]).reshape(-1)  # (L, H, W) -> (L * H * W)
 
 
-def _sample(grad: Tensor, shape: tuple[int, int, int], level: Tensor, y: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Bilinear samples of the gradient table at ``(level, y, x)`` (each ``Tensor[K, G]``).
+def _sample(grad: Tensor, shape: tuple[int, int, int], level: Tensor, y: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Bilinear samples of the complex gradient table at ``(level, y, x)`` (each ``Tensor[K, G]``).
 
-    Returns ``gx``, ``gy`` (each ``Tensor[K, G]``) and a validity mask ``Tensor[K, G]`` (False outside the image).
+    Returns the gradients (complex ``Tensor[K, G]``) and a validity mask ``Tensor[K, G]`` (False outside the image).
     """
     _, H, W = shape
     valid = (x >= 0) & (x <= W - 1) & (y >= 0) & (y <= H - 1)
     x0 = x.clamp(0, W - 1).floor_().clamp_(max=W - 2)
     y0 = y.clamp(0, H - 1).floor_().clamp_(max=H - 2)
-    fx, fy = (x - x0).clamp_(0, 1).reshape(-1), (y - y0).clamp_(0, 1).reshape(-1)
+    fx = (x - x0).clamp_(0, 1).reshape(-1).to(grad.dtype)
+    fy = (y - y0).clamp_(0, 1).reshape(-1).to(grad.dtype)
     i = (level[:, None] * (H * W) + y0.long() * W + x0.long()).reshape(-1)  # (K, G) -> (K * G) top-left index
-    g00, g01 = grad.index_select(1, i), grad.index_select(1, i + 1)  # (2, K * G) each
-    g10, g11 = grad.index_select(1, i + W), grad.index_select(1, i + W + 1)
-    top = torch.lerp(g00, g01, fx)
-    out = torch.lerp(top, torch.lerp(g10, g11, fx), fy)
-    gx, gy = out.reshape(2, *x.shape)  # (2, K * G) -> 2 x (K, G)
-    return gx, gy, valid
+    top = torch.lerp(grad.index_select(0, i), grad.index_select(0, i + 1), fx)
+    bottom = torch.lerp(grad.index_select(0, i + W), grad.index_select(0, i + W + 1), fx)
+    return torch.lerp(top, bottom, fy).reshape(x.shape), valid  # (K * G) -> (K, G)
 
 
 def _orientation_grid(device, dtype) -> tuple[Tensor, Tensor]:
@@ -419,9 +420,9 @@ def _orientations(grad, shape, level, y, x, scale) -> tuple[Tensor, Tensor]:
     offsets, weight = _orientation_grid(x.device, x.dtype)
     sx = x[:, None] + scale[:, None] * offsets[:, 0]  # (K, G)
     sy = y[:, None] + scale[:, None] * offsets[:, 1]
-    gx, gy, valid = _sample(grad, shape, level, sy, sx)
-    mag = torch.hypot(gx, gy) * weight * valid  # (K, G)
-    ang = torch.rad2deg(torch.atan2(gy, gx)) % 360.0
+    g, valid = _sample(grad, shape, level, sy, sx)
+    mag = g.abs() * weight * valid  # (K, G)
+    ang = torch.rad2deg(g.angle()) % 360.0
     pos = ang * (_ORI_BINS / 360.0)
     b0 = pos.floor().long() % _ORI_BINS
     frac = pos - pos.floor()
@@ -470,9 +471,9 @@ def _descriptors(grad, shape, level, y, x, scale, angle) -> Tensor:
     u, v = offsets[:, 0] * width[:, None], offsets[:, 1] * width[:, None]  # (K, G) along / across the angle
     sx = x[:, None] + u * cos - v * sin
     sy = y[:, None] + u * sin + v * cos
-    gx, gy, valid = _sample(grad, shape, level, sy, sx)
-    mag = torch.hypot(gx, gy) * valid  # (K, G)
-    rel = (angle[:, None] - torch.rad2deg(torch.atan2(gy, gx))) % 360.0  # OpenCV's sense
+    g, valid = _sample(grad, shape, level, sy, sx)
+    mag = g.abs() * valid  # (K, G)
+    rel = (angle[:, None] - torch.rad2deg(g.angle())) % 360.0  # OpenCV's sense
     pos = rel * (_DESC_BINS / 360.0)
     b0 = pos.floor().long() % _DESC_BINS
     frac = pos - pos.floor()
