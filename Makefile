@@ -4,9 +4,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cvcourse-installed
 
-.PHONY: lab test setup sandbox bench clean-venv
+.PHONY: lab test setup sandbox bench generate grade clean-venv
 
 setup: $(STAMP) sandbox
+	@$(PY) -m cvcourse.grading install-kernel --sys-prefix
 
 # A local virtualenv with the course and its test tools; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -31,6 +32,14 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/ops.py
+
+# Instructors: regenerate release/ and solutions/ from source/, and grade a folder of submissions.
+generate: setup
+	$(PY) -m cvcourse.grading generate
+
+grade: setup
+	@test -n "$(ASSIGNMENT)" -a -n "$(SUBMISSIONS)" || { echo "usage: make grade ASSIGNMENT=iou_nms SUBMISSIONS=path/to/submitted"; exit 2; }
+	$(PY) -m cvcourse.grading grade $(ASSIGNMENT) $(SUBMISSIONS) --csv grades-$(ASSIGNMENT).csv
 
 clean-venv:
 	rm -rf $(VENV)
