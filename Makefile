@@ -27,8 +27,11 @@ sandbox:
 lab: setup
 	$(VENV)/bin/jupyter lab lectures
 
+# One pytest worker per core, one thread per worker: torch's own threads on top of the workers
+# oversubscribe the cores and make torch code many times slower.
 test: setup
-	CVCOURSE_FAST=$${CVCOURSE_FAST:-1} $(PY) -m pytest -n 2 --dist loadfile --nbval-lax
+	CVCOURSE_FAST=$${CVCOURSE_FAST:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
+	  $(PY) -m pytest -n auto --dist loadfile --nbval-lax
 
 bench: setup
 	$(PY) benchmarks/ops.py
