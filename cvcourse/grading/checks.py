@@ -166,7 +166,7 @@ def capture() -> None:
     if _SNAPSHOT is not None:
         return
     shell = _ipython()
-    if shell is not None and getattr(shell, "execution_count", 1) > 1:
+    if shell is not None and len(shell.user_ns.get("In", ())) > 2:  # In[0] is "", In[1] this cell
         _LATE = True  # another cell ran first: the originals may already be replaced
     snap = {}
     for module, path in WATCHED:

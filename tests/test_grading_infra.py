@@ -1,0 +1,215 @@
+"""Unit tests of the grading infrastructure that need no nbgrader run: sandbox command line, the sandboxed
+kernel itself, feedback stripping, submission files, and the hidden-test checks (tampering, forbidden calls)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from cvcourse.grading import feedback, sandbox, submissions
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _conn(tmp_path: Path, transport="ipc", ip=None) -> Path:
+    path = tmp_path / "rt" / "kernel.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"transport": transport, "ip": ip or str(path.parent / "kernel")}))
+    return path
+
+
+def test_sandbox_command_hides_the_course_and_drops_the_network(tmp_path):
+    course = tmp_path / "course"
+    cwd = course / "autograded" / "alice" / "iou_nms"
+    cwd.mkdir(parents=True)
+    cmd = sandbox.bwrap_command(str(_conn(tmp_path)), cwd=str(cwd), env={"HOME": "/root", "PATH": "/usr/bin",
+                                                                          "JPY_PARENT_PID": "1", "SECRET": "x"})
+    joined = " ".join(cmd)
+    for flag in ("--unshare-net", "--unshare-pid", "--die-with-parent", "--clearenv"):
+        assert flag in cmd
+    pairs = list(zip(cmd, cmd[1:]))
+    assert ("--tmpfs", str(course.resolve())) in pairs and ("--tmpfs", "/root") in pairs
+    assert ("--bind", str(cwd.resolve())) in pairs
+    assert ("--ro-bind", str(Path(sys.prefix).resolve())) in pairs
+    assert "JPY_PARENT_PID" not in joined and "SECRET" not in joined
+    # hidden folders come before the binds that re-expose parts of them
+    last_tmpfs = max(i for i, a in enumerate(cmd) if a == "--tmpfs")
+    first_bind = min(i for i, a in enumerate(cmd) if a in ("--bind", "--ro-bind") and i > 4)
+    assert last_tmpfs < first_bind
+
+
+@pytest.mark.parametrize("transport, ip, match", [("tcp", "127.0.0.1", "ipc transport"),
+                                                   ("ipc", "kernel", "relative"),
+                                                   ("ipc", "/tmp/kernel", "private folder")])
+def test_sandbox_refuses_to_start_unsafely(tmp_path, transport, ip, match):
+    with pytest.raises(sandbox.SandboxError, match=match):
+        sandbox.bwrap_command(str(_conn(tmp_path, transport, ip)), cwd=str(tmp_path))
+
+
+def test_sandbox_refuses_without_bwrap(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    with pytest.raises(sandbox.SandboxError, match="bubblewrap"):
+        sandbox.bwrap_command(str(_conn(tmp_path)), cwd=str(tmp_path))
+
+
+def test_install_kernel_is_idempotent(tmp_path):
+    first = sandbox.install_kernel(tmp_path)
+    spec = json.loads((first / "kernel.json").read_text())
+    assert spec["argv"][1:4] == ["-m", "cvcourse.grading.sandbox", "-f"]
+    assert spec["interrupt_mode"] == "message"
+    assert sandbox.install_kernel(tmp_path) == first
+
+
+@pytest.mark.slow
+def test_sandboxed_kernel_sees_only_its_folder(tmp_path):
+    """Start the real sandboxed kernel the way nbgrader does and probe what student code can reach."""
+    pytest.importorskip("jupyter_client")
+    if not sandbox.shutil.which("bwrap"):
+        pytest.skip("bubblewrap not installed")
+    sandbox.ensure_kernel()
+    work = tmp_path / "course" / "autograded" / "alice" / "a"
+    work.mkdir(parents=True)
+    (tmp_path / "course" / "gradebook.db").write_text("secret")
+    probe = textwrap.dedent(f"""
+        import json, os, pathlib, socket
+        r = {{}}
+        r["gradebook"] = os.path.exists({str(tmp_path / 'course' / 'gradebook.db')!r})
+        r["repo_source"] = os.path.exists({str(ROOT / 'assignments' / 'source')!r})
+        r["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+        r["cwd_writable"] = os.access(os.getcwd(), os.W_OK)
+        r["venv_writable"] = os.access({str(Path(sys.prefix) / 'bin')!r}, os.W_OK)
+        r["env_secret"] = "CVCOURSE_TEST_SECRET" in os.environ
+        try:
+            socket.create_connection(("1.1.1.1", 53), timeout=2); r["net"] = True
+        except OSError:
+            r["net"] = False
+        import cvcourse.grading.checks
+        print(json.dumps(r))
+    """)
+    code = textwrap.dedent(f"""
+        import json, os, sys
+        from jupyter_client.manager import KernelManager
+        from traitlets.config import Config
+        from cvcourse.grading.sandbox import configure
+        c = Config(); configure(c)
+        km = KernelManager(kernel_name=c.Execute.kernel_name, config=c)
+        km.start_kernel(cwd={str(work)!r})
+        kc = km.client(); kc.start_channels()
+        out = []
+        try:
+            kc.wait_for_ready(timeout=120)
+            kc.execute_interactive({probe!r}, timeout=120,
+                                   output_hook=lambda m: out.append(m["content"].get("text", "")))
+        finally:
+            km.shutdown_kernel(now=True)
+        print("RESULT" + "".join(out))
+    """)
+    env = {**os.environ, "CVCOURSE_TEST_SECRET": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")]
+    assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    r = json.loads(line[0][len("RESULT"):])
+    assert r == {**r, "gradebook": False, "repo_source": False, "cwd_writable": True, "venv_writable": False,
+                 "env_secret": False, "net": False}, r
+    assert max(r["pids"]) < 10, f"the kernel sees other processes: {r['pids']}"
+
+
+def test_feedback_strips_hidden_tests_and_tracebacks():
+    cell = nbformat.v4.new_code_cell("a = 1\n### BEGIN HIDDEN TESTS\nassert secret()\n### END HIDDEN TESTS\nb = 2")
+    cell.outputs = [nbformat.v4.new_output("error", ename="GradingFailure", evalue="nms: wrong",
+                                           traceback=["----> 3 assert secret()", "GradingFailure: nms: wrong"])]
+    out, _ = feedback.HideHiddenTests().preprocess_cell(cell, {}, 0)
+    assert "secret" not in out.source and "a = 1" in out.source and "b = 2" in out.source
+    assert out.outputs[0]["traceback"] == ["GradingFailure: nms: wrong"]
+
+
+def test_submission_files_replace_delete_and_insert(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("stub"), nbformat.v4.new_code_cell("test")])
+    nb.cells[0].metadata["nbgrader"] = {"grade_id": "answer"}
+    nb.cells[1].metadata["nbgrader"] = {"grade_id": "test_answer"}
+    (tmp_path / "release").mkdir()
+    nbformat.write(nb, tmp_path / "release" / "a.ipynb")
+    sub = tmp_path / "s.py"
+    sub.write_text("# comment\n# -- cell: answer --\ndef f():\n    return 1\n\n# -- insert-after: answer --\nx = 2\n"
+                   "# -- delete: test_answer --\n")
+    out = submissions.build_submission(tmp_path / "release", sub)["a.ipynb"]
+    assert [c.source for c in out.cells] == ["def f():\n    return 1", "x = 2"]
+    bad = tmp_path / "bad.py"
+    bad.write_text("# -- delete: answer --\nx = 1\n")
+    with pytest.raises(ValueError, match="must be empty"):
+        submissions.build_submission(tmp_path / "release", bad)
+    missing = tmp_path / "missing.py"
+    missing.write_text("# -- cell: nope --\nx = 1\n")
+    with pytest.raises(KeyError, match="nope"):
+        submissions.build_submission(tmp_path / "release", missing)
+
+
+CHECKS_SCRIPT = textwrap.dedent('''
+    import json, sys, builtins, torch, torch.testing, torchvision
+    from cvcourse.grading import checks
+    checks.capture()
+    exec(sys.argv[1])
+    b = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0]])
+    try:
+        out = checks.call(student, b, what="box_area")
+        checks.assert_close(out, torchvision.ops.box_area(b), "box_area")
+        print(json.dumps(["pass", ""]))
+    except checks.GradingFailure as err:
+        print(json.dumps([type(err).__name__, str(err)]))
+''')
+
+GOOD = "def student(b):\n    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])\n"
+WRONG = "def student(b):\n    return torch.zeros(len(b))\n"
+
+
+def _checks(code: str) -> list[str]:
+    proc = subprocess.run([sys.executable, "-c", CHECKS_SCRIPT, code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code, verdict, message", [
+    (GOOD, "pass", ""),
+    (WRONG, "GradingFailure", "values are wrong"),
+    (WRONG + "torch.equal = lambda *a: True", "TamperingError", "torch.equal"),
+    (WRONG + "torch.allclose = lambda *a, **k: True", "TamperingError", "torch.allclose"),
+    (WRONG + "torch.testing.assert_close = lambda *a, **k: None", "TamperingError", "assert_close"),
+    (WRONG + "builtins.abs = lambda x: 0", "TamperingError", "builtins.abs"),
+    (WRONG + "torch.testing.assert_close.__code__ = (lambda *a, **k: None).__code__", "TamperingError",
+     "assert_close"),
+    (WRONG + "checks.assert_close.__code__ = (lambda *a, **k: None).__code__", "TamperingError", "checks.assert_close"),
+    ("def student(b):\n    return torchvision.ops.box_area(b)\n", "ForbiddenCallError", "torchvision.ops.box_area"),
+    ("from torchvision.ops import box_area as ba\ndef student(b):\n    return ba(b)\n", "ForbiddenCallError", "as `ba`"),
+    ("import cvcourse.ops\ndef student(b):\n    return cvcourse.ops.box_area(b)\n", "ForbiddenCallError",
+     "cvcourse.ops.box_area"),
+    ("def student(b):\n    try:\n        return torchvision.ops.box_area(b)\n    except Exception:\n"
+     "        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])\n", "ForbiddenCallError", "caught inside your code"),
+    ("def student(b):\n    b[:, 0] = 0\n    return b[:, 2] * b[:, 3]\n", "GradingFailure", "modified its input"),
+])
+def test_checks_catch_tampering_and_library_calls(code, verdict, message):
+    got, text = _checks(code)
+    assert got == verdict, text
+    assert message in text
+
+
+def test_forbidden_functions_are_restored_after_the_call():
+    import torch.nn.functional as F
+    import torchvision
+
+    from cvcourse.grading import checks
+
+    checks.capture()
+    before = (torchvision.ops.nms, F.interpolate, torch.nn.ConvTranspose2d.forward, torch.ops.torchvision.nms)
+    checks.call(lambda x: x + 1, torch.zeros(2))
+    with pytest.raises(checks.ForbiddenCallError, match="interpolate"):
+        checks.call(lambda x: F.interpolate(x, scale_factor=2), torch.zeros(1, 1, 2, 2))
+    assert (torchvision.ops.nms, F.interpolate, torch.nn.ConvTranspose2d.forward, torch.ops.torchvision.nms) == before
