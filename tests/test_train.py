@@ -128,17 +128,19 @@ def test_fit_progress_false_is_silent(capsys):
 def test_fit_rejects_bad_arguments():
     with pytest.raises(ValueError, match="epochs must be >= 0"):
         fit(make_linear(), blobs(8), epochs=-1, progress=False, device="cpu")
-    with pytest.raises(ValueError, match="amp must be"):
-        fit(make_linear(), blobs(8), epochs=1, progress=False, device=torch.device("cuda:0"), amp="int8") \
-            if torch.cuda.is_available() else _raise_amp()
     with pytest.raises(ValueError, match="data is empty"):
         fit(make_linear(), DataLoader(blobs(8), batch_size=4, sampler=[]), progress=False, device="cpu")
 
 
-def _raise_amp():
+def test_amp_dtype_choice():
     from cvcourse.train import _amp_dtype
 
-    _amp_dtype("int8", torch.device("cuda"))
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _amp_dtype(True, cpu) is None and _amp_dtype("fp16", cpu) is None  # CPU: full precision
+    assert _amp_dtype(False, cuda) is None
+    assert _amp_dtype("bf16", cuda) == torch.bfloat16 and _amp_dtype("fp16", cuda) == torch.float16
+    with pytest.raises(ValueError, match="amp must be False, True, 'bf16' or 'fp16'"):
+        _amp_dtype("int8", cuda)
 
 
 # ------------------------------------------------------------------------------------- evaluate
