@@ -126,6 +126,10 @@ def test_random_crop_flip_returns_a_crop_or_its_mirror(device):
     assert 0 < flipped < 16  # both outcomes occur (fixed seed)
     with pytest.raises(ValueError, match="fit in the image size"):
         random_crop_flip(images, 12)
+    unflipped = random_crop_flip(images, 8, generator=torch.Generator().manual_seed(0), flip=False)
+    for img, crop in zip(images, unflipped):
+        windows = img.unfold(1, 8, 1).unfold(2, 8, 1)
+        assert (windows == crop[:, None, None]).flatten(3).all(-1).all(0).any()
 
 
 def test_tta_predict_is_the_mean_of_per_view_softmax():
@@ -138,6 +142,9 @@ def test_tta_predict_is_the_mean_of_per_view_softmax():
         expected = torch.stack([model(v).softmax(-1) for v in views]).mean(0)
     torch.testing.assert_close(probs, expected)
     torch.testing.assert_close(probs.sum(-1), torch.ones(3))
+    with torch.no_grad():
+        five = torch.stack([model(v).softmax(-1) for v in views[:5]]).mean(0)
+    torch.testing.assert_close(tta_predict(model, images, 32, flip=False), five)
 
 
 # ----------------------------------------------------------------------------- receptive field

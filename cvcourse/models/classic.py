@@ -299,9 +299,9 @@ def vgg_small(
     return VGG(cfg, num_classes, in_channels, batch_norm=batch_norm, pool_size=1, hidden=hidden, dropout=dropout)
 
 
-def random_crop_flip(images: Tensor, size: int, generator: torch.Generator | None = None) -> Tensor:
+def random_crop_flip(images: Tensor, size: int, generator: torch.Generator | None = None, flip: bool = True) -> Tensor:
     """AlexNet's training augmentation on a batch: a random ``size x size`` crop per image, mirrored with
-    probability 1/2, lecture 2.
+    probability 1/2 (``flip=False`` for data whose labels change under mirroring, e.g. digits), lecture 2.
 
     Vectorised (one gather for the whole batch); mirrors ``torchvision.transforms.v2.RandomCrop`` followed by
     ``RandomHorizontalFlip`` applied per image.
@@ -310,6 +310,7 @@ def random_crop_flip(images: Tensor, size: int, generator: torch.Generator | Non
         images (Tensor[B, C, H, W]): the batch.
         size: side of the crop, at most ``min(H, W)``.
         generator: random generator for reproducible crops.
+        flip: whether to mirror half of the crops.
 
     Returns:
         Tensor[B, C, size, size].
@@ -323,10 +324,10 @@ def random_crop_flip(images: Tensor, size: int, generator: torch.Generator | Non
     dev = images.device
     top = torch.randint(0, H - size + 1, (B,), generator=generator).to(dev)
     left = torch.randint(0, W - size + 1, (B,), generator=generator).to(dev)
-    flip = (torch.rand(B, generator=generator) < 0.5).to(dev)
+    mirror = (torch.rand(B, generator=generator) < (0.5 if flip else 0.0)).to(dev)
     ar = torch.arange(size, device=dev)
     rows = top[:, None] + ar  # (B, size)
-    cols = torch.where(flip[:, None], left[:, None] + size - 1 - ar, left[:, None] + ar)  # (B, size)
+    cols = torch.where(mirror[:, None], left[:, None] + size - 1 - ar, left[:, None] + ar)  # (B, size)
     b = torch.arange(B, device=dev)[:, None, None]
     out = images.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # (B, size, size, C)
     return out.permute(0, 3, 1, 2).contiguous()  # (B, size, size, C) -> (B, C, size, size)
@@ -368,20 +369,23 @@ def ten_crop(images: Tensor, size: int | tuple[int, int]) -> Tensor:
 
 
 @torch.no_grad()
-def tta_predict(model: nn.Module, images: Tensor, size: int | tuple[int, int]) -> Tensor:
+def tta_predict(model: nn.Module, images: Tensor, size: int | tuple[int, int], flip: bool = True) -> Tensor:
     """Class probabilities averaged over the ten views of :func:`ten_crop` (AlexNet's test-time augmentation).
 
-    Lecture 2. The model is called once on all ``10 B`` views; softmax is taken per view, then averaged.
+    Lecture 2. The model is called once on all ``V B`` views; softmax is taken per view, then averaged.
+    ``flip=False`` uses only the five unmirrored views (torchvision's ``five_crop``).
 
     Args:
         model: maps ``(N, C, h, w)`` to logits ``(N, K)``.
         images (Tensor[B, C, H, W]): the batch.
         size: crop size passed to :func:`ten_crop`.
+        flip: include the five mirrored views.
 
     Returns:
         Tensor[B, K] of probabilities (rows sum to 1).
     """
     views = ten_crop(images, size)
+    views = views if flip else views[:5]  # (10, B, C, h, w) -> (5, B, C, h, w) without mirrors
     V, B = views.shape[:2]
     logits = model(views.flatten(0, 1))  # (V, B, C, h, w) -> (V B, C, h, w)
     probs = logits.softmax(-1).unflatten(0, (V, B))  # (V B, K) -> (V, B, K)
