@@ -236,3 +236,14 @@ def test_layer_output_captures_the_named_layer():
     assert model.training  # mode restored
     with pytest.raises(ValueError, match="no submodule 'nope'"):
         layer_output(model, x, "nope")
+
+
+def test_receptive_field_widget_plot_reports_formula_and_brute_force():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cvcourse.widgets.receptive_field import plot_receptive_field
+
+    fig = plot_receptive_field(num_layers=3, kernel_size=3, stride=2, dilation=2)
+    rf = receptive_field([(3, 2, 2)] * 3).size
+    assert f"formula: {rf} px, back-prop: {rf} px" in fig.axes[0].get_title()
