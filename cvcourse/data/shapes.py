@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -290,7 +290,7 @@ def _boxes_numpy(masks: np.ndarray) -> np.ndarray:
 class _ShapesBase(Dataset):
     """Common arguments and bookkeeping of the shapes data sets."""
 
-    _defaults: dict[str, Any] = {}
+    _dominant = False  # classification draws one large labelled shape on top
 
     def __init__(
         self,
@@ -317,8 +317,6 @@ class _ShapesBase(Dataset):
         )
         # fail early on bad options, not inside a DataLoader worker
         render_scene(np.random.default_rng(0), self.image_size, dominant=self._dominant, **self.options)
-
-    _dominant = False
 
     def __len__(self) -> int:
         return self.n
