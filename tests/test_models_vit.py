@@ -167,7 +167,7 @@ def test_recurrent_tokenizer_transformer_projector_shapes():
 def test_vt_resnet(make_backbone):
     backbone = make_backbone()
     model = VTResNet(backbone, num_classes=10, num_tokens=4, token_channels=64, num_layers=2)
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 32, 32)  # layer3 gives a 2x2 map
     assert model.forward_tokens(x).shape == (2, 4, 64)
     y = model(x)
     assert y.shape == (2, 10)
