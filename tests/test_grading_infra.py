@@ -153,31 +153,42 @@ def test_submission_files_replace_delete_and_insert(tmp_path):
 
 
 CHECKS_SCRIPT = textwrap.dedent('''
-    import json, sys, builtins, torch, torch.testing, torchvision
+    # One interpreter imports torch once, then forks a fresh child per case, so tampering never leaks.
+    import json, os, sys, builtins, torch, torch.testing, torchvision
+    torch.set_num_threads(1)
     from cvcourse.grading import checks
     checks.capture()
-    exec(sys.argv[1])
-    b = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0]])
-    try:
-        out = checks.call(student, b, what="box_area")
-        checks.assert_close(out, torchvision.ops.box_area(b), "box_area")
-        print(json.dumps(["pass", ""]))
-    except checks.GradingFailure as err:
-        print(json.dumps([type(err).__name__, str(err)]))
+    results = []
+    for code in json.loads(sys.argv[1]):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                ns = {"__name__": "__main__", "torch": torch, "torchvision": torchvision, "builtins": builtins,
+                      "checks": checks}
+                exec(code, ns)
+                b = torch.tensor([[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 3.0, 4.0]])
+                out = checks.call(ns["student"], b, what="box_area")
+                checks.assert_close(out, torchvision.ops.box_area(b), "box_area")
+                verdict = ["pass", ""]
+            except checks.GradingFailure as err:
+                verdict = [type(err).__name__, str(err)]
+            except BaseException as err:
+                verdict = ["crash", repr(err)]
+            os.write(w, json.dumps(verdict).encode())
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as fh:
+            results.append(json.loads(fh.read()))
+        os.waitpid(pid, 0)
+    print(json.dumps(results))
 ''')
 
 GOOD = "def student(b):\n    return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])\n"
 WRONG = "def student(b):\n    return torch.zeros(len(b))\n"
 
-
-def _checks(code: str) -> list[str]:
-    proc = subprocess.run([sys.executable, "-c", CHECKS_SCRIPT, code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("code, verdict, message", [
+CASES = [
     (GOOD, "pass", ""),
     (WRONG, "GradingFailure", "values are wrong"),
     (WRONG + "torch.equal = lambda *a: True", "TamperingError", "torch.equal"),
@@ -188,15 +199,29 @@ def _checks(code: str) -> list[str]:
      "assert_close"),
     (WRONG + "checks.assert_close.__code__ = (lambda *a, **k: None).__code__", "TamperingError", "checks.assert_close"),
     ("def student(b):\n    return torchvision.ops.box_area(b)\n", "ForbiddenCallError", "torchvision.ops.box_area"),
-    ("from torchvision.ops import box_area as ba\ndef student(b):\n    return ba(b)\n", "ForbiddenCallError", "as `ba`"),
+    ("from torchvision.ops import box_area as ba\ndef student(b):\n    return ba(b)\n", "ForbiddenCallError",
+     "as `ba`"),
     ("import cvcourse.ops\ndef student(b):\n    return cvcourse.ops.box_area(b)\n", "ForbiddenCallError",
      "cvcourse.ops.box_area"),
     ("def student(b):\n    try:\n        return torchvision.ops.box_area(b)\n    except Exception:\n"
      "        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])\n", "ForbiddenCallError", "caught inside your code"),
     ("def student(b):\n    b[:, 0] = 0\n    return b[:, 2] * b[:, 3]\n", "GradingFailure", "modified its input"),
-])
-def test_checks_catch_tampering_and_library_calls(code, verdict, message):
-    got, text = _checks(code)
+]
+
+
+@pytest.fixture(scope="module")
+def checks_verdicts():
+    proc = subprocess.run([sys.executable, "-c", CHECKS_SCRIPT, json.dumps([c for c, _, _ in CASES])],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_checks_catch_tampering_and_library_calls(checks_verdicts, case):
+    _, verdict, message = CASES[case]
+    got, text = checks_verdicts[case]
     assert got == verdict, text
     assert message in text
 
