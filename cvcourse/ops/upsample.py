@@ -96,7 +96,7 @@ def max_unpool2d(x: Tensor, indices: Tensor, output_size: tuple[int, int]) -> Te
             f"[{int(indices.min())}, {int(indices.max())}]; is output_size the size before pooling?"
         )
     out = x.new_zeros(b, c, ho * wo)
-    out = out.scatter(2, indices.flatten(2), x.flatten(2))  # (B, C, H*W) values into (B, C, H_out*W_out)
+    out.scatter_(2, indices.flatten(2), x.flatten(2))  # (B, C, H*W) values into (B, C, H_out*W_out)
     return out.view(b, c, ho, wo)  # (B, C, H_out*W_out) -> (B, C, H_out, W_out)
 
 
