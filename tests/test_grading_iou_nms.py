@@ -89,7 +89,8 @@ def test_tampering_is_named_in_the_message(graded):
         errs = graded[0][name].errors
         assert any("TamperingError" in e and "tampering detected" in e for e in errs.values()), errs
     assert "torch.equal" in graded[0]["tamper_comparisons"].errors["test_box_area"]
-    assert "torch.testing.assert_close" in graded[0]["tamper_builtins"].errors["test_box_iou"]
+    named = " ".join(graded[0]["tamper_builtins"].errors.values())
+    assert "torch.testing.assert_close" in named and "builtins.abs" in named, named
 
 
 def test_deleted_and_edited_test_cells_are_restored_and_run(graded):
