@@ -1,5 +1,6 @@
 # Bug: max_unpool2d assumes the output is exactly twice the pooled size and ignores output_size.
-# Right for even sizes, wrong for odd ones: loses only the odd-size cell.
+# Right only when the map was pooled by exactly 2 from an even size: loses both hidden max-unpooling cells
+# (odd sizes; kernel 3 pooling), keeps the visible one.
 
 # -- cell: nearest_unpool2d --
 def nearest_unpool2d(x, scale_factor=2):
