@@ -2,11 +2,13 @@
 
 - :mod:`cvcourse.data.photos`  real photos bundled with scikit-image / scikit-learn, by name
 - :mod:`cvcourse.data.shapes`  synthetic shapes for classification, segmentation and detection
+- :mod:`cvcourse.data.patches` "which photo is this patch from?", a small natural-image task
 - :mod:`cvcourse.data.digits`  scikit-learn's 8x8 digits as a small image-classification set
 - :mod:`cvcourse.data.real`    CIFAR-10, Oxford-IIIT Pet and Penn-Fudan when online (else a clear error)
 """
 
 from cvcourse.data.digits import DigitsDataset
+from cvcourse.data.patches import PATCH_PHOTOS, PhotoPatches
 from cvcourse.data.photos import PHOTO_NAMES, TEXTURE_NAMES, describe_photo, load_photo, photo_tensor, stereo_motorcycle
 from cvcourse.data.real import (
     PENN_FUDAN_URL,
@@ -29,6 +31,8 @@ from cvcourse.data.shapes import (
 )
 
 __all__ = [
+    "PATCH_PHOTOS",
+    "PhotoPatches",
     "DigitsDataset",
     "PENN_FUDAN_URL",
     "DatasetUnavailableError",
