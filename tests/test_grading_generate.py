@@ -112,3 +112,19 @@ def test_release_notebooks_fail_only_with_not_implemented_error(name, tmp_path):
         assert errors and all(ename == "NotImplementedError" for _, ename in errors), errors
         graded = {c.metadata["nbgrader"]["grade_id"] for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
         assert graded <= {gid for gid, _ in errors}, f"test cells that do not fail: {graded - {g for g, _ in errors}}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_deleted_test_cells_can_be_restored(name):
+    """nbgrader re-inserts a deleted test cell after the cell before it in the source, and crashes
+    (KeyError) unless that cell is itself a test or answer cell: keep demo cells elsewhere."""
+    for path in sorted((ASSIGNMENTS / "source" / name).glob("*.ipynb")):
+        prev = None
+        for cell in nbformat.read(path, as_version=4).cells:
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("grade") and prev is not None:
+                assert prev.get("grade") or prev.get("solution"), (
+                    f"{path.name}: test cell {meta['grade_id']} follows {prev.get('grade_id')}, which is neither a "
+                    "test nor an answer cell; nbgrader could not restore it if a student deleted it")
+            if meta:
+                prev = meta

@@ -120,8 +120,8 @@ def test_the_sandbox_attacks_work_without_the_sandbox():
     gradebook and sees the grader, so the zero scores in the sandbox come from the sandbox."""
     res = autograde("iou_nms", submission_files("iou_nms", ["attack_sandbox"]), jobs=1, timeout=40,
                     sandbox=False)["attack_sandbox"]
-    for gid in ("test_box_area", "test_box_iou", "test_nms"):
-        assert res.scores[gid][0] == res.scores[gid][1], res.errors
+    for gid in ("test_box_area", "test_box_iou", "test_nms"):  # (the gradebook attack even sets scores to 100)
+        assert res.scores[gid][0] >= res.scores[gid][1], res.errors
 
 
 def test_feedback_hides_hidden_tests(graded):

@@ -62,7 +62,10 @@ def _read_results(course: Path, assignment: str, students: list[str]) -> dict[st
                     if grade.max_score:
                         score = grade.score if grade.score is not None else 0.0
                         res.scores[grade.name] = (float(score), float(grade.max_score))
-            for path in sorted((course / "autograded" / student / assignment).glob("*.ipynb")):
+            graded_nbs = sorted((course / "autograded" / student / assignment).glob("*.ipynb"))
+            if not graded_nbs:
+                res.flags.append("not graded: nbgrader autograde failed on this notebook (see the nbgrader log)")
+            for path in graded_nbs:
                 nb = nbformat.read(path, as_version=4)
                 for cell in nb.cells:
                     gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id", "")
@@ -71,8 +74,6 @@ def _read_results(course: Path, assignment: str, students: list[str]) -> dict[st
                             res.errors[gid] = f"{out.get('ename')}: {str(out.get('evalue'))[:300]}"
                             if out.get("ename") in FLAG_NAMES:
                                 res.flags.append(f"{gid or 'cell'}: {out.get('ename')}: {out.get('evalue')}")
-            if not res.scores:
-                res.flags.append("no scores recorded (the notebook could not be executed)")
     return results
 
 

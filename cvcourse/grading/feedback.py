@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 BEGIN = "### BEGIN HIDDEN TESTS"
 END = "### END HIDDEN TESTS"
@@ -42,6 +43,8 @@ def last_traceback_line(output: dict) -> list[str]:
 
 class HideHiddenTests(Preprocessor):
     """nbconvert preprocessor used by ``nbgrader generate_feedback``: hide hidden test code."""
+
+    enabled = Bool(True, help="On by default (nbconvert preprocessors are off unless enabled).").tag(config=True)
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":
