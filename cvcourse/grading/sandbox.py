@@ -112,6 +112,9 @@ def configure(c) -> None:  # noqa: ANN001  (a traitlets Config)
         return
     ensure_kernel()
     runtime = private_runtime_dir()
+    import atexit  # noqa: PLC0415
+
+    atexit.register(shutil.rmtree, runtime, True)  # the grading process's own folder, gone when it ends
     os.environ["JUPYTER_RUNTIME_DIR"] = runtime  # connection files of this grader's kernels only
     c.Execute.kernel_name = KERNEL_NAME
     c.KernelManager.transport = "ipc"  # the sandbox has no network: Unix sockets in the private folder
