@@ -1,5 +1,5 @@
-# Bug: conv_transpose2d ignores padding (never trims the border). Loses the padding cell and the bias
-# cell (one of its cases has padding), keeps stride 1 and stride cells.
+# Bug: conv_transpose2d ignores padding (never trims the border). Loses the visible cell (it checks a padding=1
+# output shape), the padding cell and the bias cell (one of its cases has padding); keeps stride 1 and stride cells.
 
 # -- cell: nearest_unpool2d --
 def nearest_unpool2d(x, scale_factor=2):
