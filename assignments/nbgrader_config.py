@@ -1,7 +1,7 @@
 """nbgrader configuration of the cvcourse assignments (read by every nbgrader command run here).
 
 Autograding runs student code in the bubblewrap sandbox kernel (cvcourse.grading.sandbox); see
-docs/instructors.md. Every setting below fixes an nbgrader default that is wrong for this course.
+README.md, "For instructors". Every setting below fixes an nbgrader default that is wrong for this course.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Grading tools for the course's nbgrader assignments (see docs/instructors.md).
+"""Grading tools for the course's nbgrader assignments (see README.md, "For instructors").
 
 * :mod:`cvcourse.grading.sandbox` — the bubblewrap kernel that ``nbgrader autograde`` uses;
 * :mod:`cvcourse.grading.execute` — nbgrader's execute step, robust to hung or crashed kernels;

@@ -1,4 +1,4 @@
-"""Command line of the grading tools (see docs/instructors.md).
+"""Command line of the grading tools (see README.md, "For instructors").
 
     python -m cvcourse.grading install-kernel [--sys-prefix | --prefix DIR]
     python -m cvcourse.grading generate [ASSIGNMENT ...]
