@@ -46,6 +46,32 @@ def test_sandbox_command_hides_the_course_and_drops_the_network(tmp_path):
     assert last_tmpfs < first_bind
 
 
+def test_sandbox_command_hides_source_checkouts_wherever_they_are(tmp_path, monkeypatch):
+    """A course repo cloned outside the usual roots (CI clones to /check/...) is hidden, and so is
+    the checkout of an editable cvcourse, while the package itself stays readable."""
+    repo = tmp_path / "elsewhere" / "repo"
+    cwd = repo / "assignments" / "autograded" / "alice" / "iou_nms"
+    cwd.mkdir(parents=True)
+    (repo / "pyproject.toml").write_text("[project]\n")
+    cmd = sandbox.bwrap_command(str(_conn(tmp_path)), cwd=str(cwd), env={"PATH": "/usr/bin"})
+    pairs = list(zip(cmd, cmd[1:]))
+    assert ("--tmpfs", str(repo.resolve())) in pairs
+    assert ("--tmpfs", str((repo / "assignments").resolve())) in pairs
+    if (ROOT / "pyproject.toml").is_file() and (ROOT / "cvcourse").is_dir():  # an editable install
+        assert ("--tmpfs", str(ROOT)) in pairs
+    import cvcourse
+
+    package = str(Path(cvcourse.__file__).resolve().parent)
+    assert ("--ro-bind", package) in pairs
+    assert cmd.index(package) > max(i for i, a in enumerate(cmd) if a == "--tmpfs")
+
+
+def test_project_root_is_the_nearest_checkout(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / ".git").mkdir()
+    assert sandbox._project_root(tmp_path / "a" / "b") == tmp_path / "a"
+
+
 @pytest.mark.parametrize("transport, ip, match", [("tcp", "127.0.0.1", "ipc transport"),
                                                    ("ipc", "kernel", "relative"),
                                                    ("ipc", "/tmp/kernel", "private folder")])

@@ -8,7 +8,8 @@ write ``gradebook.db`` and see the grader's processes. The kernelspec installed 
 
 * a read-only view of ``/`` and a fresh ``/tmp``, ``/dev`` and ``/proc``;
 * ``/root``, ``/home``, ``/work``, ``/mnt``, ``/srv``, ``/media``, ``$HOME``, the nbgrader course
-  folder and every path in ``CVCOURSE_SANDBOX_HIDE`` (``os.pathsep``-separated) covered by empty
+  folder, the source checkout that holds it or an editable ``cvcourse`` (found by its ``.git`` or
+  ``pyproject.toml``, wherever it lies on disk) and every path in ``CVCOURSE_SANDBOX_HIDE`` (``os.pathsep``-separated) covered by empty
   tmpfs mounts; then read-only bind mounts bring back only what the kernel needs: the Python
   environment (``sys.prefix``, ``sys.base_prefix``) and the ``cvcourse`` package;
 * read-write: only the folder the kernel starts in (nbgrader executes a submission in
@@ -129,6 +130,16 @@ def _course_root(cwd: Path) -> Path | None:
     return None
 
 
+def _project_root(path: Path) -> Path | None:
+    """The nearest folder at or above ``path`` holding ``.git`` or ``pyproject.toml`` (a source checkout)."""
+    for folder in (path, *path.parents):
+        if folder == Path(folder.anchor):
+            return None
+        if (folder / ".git").exists() or (folder / "pyproject.toml").is_file():
+            return folder
+    return None
+
+
 def bwrap_command(connection_file: str, cwd: str | None = None, env: dict | None = None) -> list[str]:
     """The full ``bwrap`` command line that starts ipykernel for ``connection_file``.
 
@@ -167,16 +178,19 @@ def bwrap_command(connection_file: str, cwd: str | None = None, env: dict | None
     home = env.get("HOME")
     if home and os.path.isdir(home):
         hide.append(home)
+    import cvcourse  # noqa: PLC0415  (the package the hidden tests import)
+
+    package_dir = Path(cvcourse.__file__).resolve().parent
     course = _course_root(cwd_path)
-    if course is not None:
-        hide.append(str(course))
+    # The course folder, and the source checkout around it or around an editable cvcourse (where
+    # source/ and solutions/ live), wherever they are on disk, not only under the usual roots.
+    for root in (course, course and _project_root(course), _project_root(package_dir)):
+        if root is not None:
+            hide.append(str(root))
     hide += [p for p in env.get("CVCOURSE_SANDBOX_HIDE", "").split(os.pathsep) if p and os.path.isdir(p)]
     for path in sorted({str(Path(p).resolve()) for p in hide}, key=len):  # parents before children
         args += ["--tmpfs", path]
 
-    import cvcourse  # noqa: PLC0415  (the package the hidden tests import)
-
-    package_dir = Path(cvcourse.__file__).resolve().parent
     readonly = [sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent.parent), str(package_dir)]
     for path in dict.fromkeys(str(Path(p).resolve()) for p in readonly):
         if path != "/":
