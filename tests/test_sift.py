@@ -1,4 +1,4 @@
-"""SIFT (cvcourse.features.sift) against OpenCV's SIFT and against crafted images with known answers."""
+"""SIFT (cvcourse.features.sift_pipeline) against OpenCV's SIFT and against crafted images with known answers."""
 
 import math
 

@@ -1,8 +1,8 @@
 """Classical features (lecture 1): SIFT keypoints and descriptors, matching with RANSAC, bag of visual words.
 
-- :mod:`cvcourse.features.sift`      scale space, DoG extrema, orientation, 128-d descriptor (vectorised PyTorch)
-- :mod:`cvcourse.features.matching`  ratio-test matching, DLT and RANSAC homography
-- :mod:`cvcourse.features.bovw`      dense SIFT, visual vocabulary (k-means) and word histograms
+- :mod:`cvcourse.features.sift_pipeline` scale space, DoG extrema, orientation, 128-d descriptor (vectorised PyTorch)
+- :mod:`cvcourse.features.matching`      ratio-test matching, DLT and RANSAC homography
+- :mod:`cvcourse.features.bovw`          dense SIFT, visual vocabulary (k-means) and word histograms
 """
 
 from cvcourse.features.bovw import BagOfVisualWords, dense_keypoints, dense_sift
@@ -14,7 +14,7 @@ from cvcourse.features.matching import (
     repeatability,
     stereo_match_correct,
 )
-from cvcourse.features.sift import (
+from cvcourse.features.sift_pipeline import (
     KEYPOINT_FIELDS,
     SiftResult,
     detect_and_compute,

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from cvcourse._checks import check_shape, check_tensor
-from cvcourse.features.sift import sift_descriptors, to_gray_tensor
+from cvcourse.features.sift_pipeline import sift_descriptors, to_gray_tensor
 
 __all__ = ["BagOfVisualWords", "dense_keypoints", "dense_sift"]
 
@@ -47,7 +47,7 @@ def dense_sift(image: Tensor | np.ndarray, step: int = 8, size: float = 16.0, up
     """SIFT descriptors on a regular grid: ``Tensor[K, 128]`` (see :func:`dense_keypoints`).
 
     Dense sampling describes every part of the image, which suits texture and category recognition better
-    than the sparse keypoints of :func:`~cvcourse.features.sift.sift`. The scale space is built without the 2x
+    than the sparse keypoints of :func:`~cvcourse.features.sift_pipeline.sift`. The scale space is built without the 2x
     upsampling by default (4x less work; grid keypoints are rarely smaller than the input's own blur).
     Introduced in lecture 1.
     """

@@ -195,7 +195,7 @@ def repeatability(
     size (scaled by ``sqrt|det Hm[:2, :2]|``). Used in lecture 1 to compare with OpenCV.
 
     Args:
-        kp1 (Tensor[N, 3+]): columns ``x, y, size`` (e.g. :func:`~cvcourse.features.sift.sift` keypoints).
+        kp1 (Tensor[N, 3+]): columns ``x, y, size`` (e.g. :func:`~cvcourse.features.sift_pipeline.sift` keypoints).
         kp2 (Tensor[M, 3+]): the keypoints found in the second image.
         Hm (Tensor[3, 3]): homography from image 1 to image 2.
         shape2: size ``(H, W)`` of the second image.
