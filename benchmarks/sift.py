@@ -110,7 +110,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1], help="CPU thread counts to time (both libraries)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("SIFT_RESULTS.md")))
     args = ap.parse_args()
-    repeats = 3 if args.quick else 7
+    repeats = 3 if args.quick else 21
 
     cam = skdata.camera()
     left, right, disparity = skdata.stereo_motorcycle()

@@ -141,7 +141,7 @@ def _gaussian_taps(sigma: float) -> list[float]:
     return [v / s for v in w]
 
 
-def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
+def gaussian_blur(image: Tensor, sigma: float, out: Tensor | None = None) -> Tensor:
     """Blur ``Tensor[..., H, W]`` with a separable Gaussian of standard deviation ``sigma`` pixels.
 
     The kernel is truncated at ``3 * sigma`` and the border is mirrored without repeating the edge pixel
@@ -152,9 +152,10 @@ def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
     Args:
         image (Tensor[..., H, W]): float image(s).
         sigma: standard deviation in pixels, > 0.
+        out (Tensor[..., H, W], optional): where to write the result (e.g. one level of a scale-space stack).
 
     Returns:
-        Tensor[..., H, W]: the blurred image(s).
+        Tensor[..., H, W]: the blurred image(s) (``out`` when given).
     """
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
@@ -170,11 +171,13 @@ def gaussian_blur(image: Tensor, sigma: float) -> Tensor:
     tmp = torch.empty_like(rows)
     for i in range(1, r + 1):  # symmetric kernel: one multiply per pair of taps
         rows.add_(torch.add(x[..., r + i : r + i + W], x[..., r - i : r - i + W], out=tmp), alpha=taps[r + i])
-    out = rows[:, r : r + H] * taps[r]  # then along y: (B, H, W)
+    result = image.new_empty(image.shape) if out is None else out
+    dest = result.view(-1, H, W)  # (..., H, W) -> (B, H, W), sharing memory with result
+    torch.mul(rows[:, r : r + H], taps[r], out=dest)  # then along y
     tmp = tmp[:, :H]
     for i in range(1, r + 1):
-        out.add_(torch.add(rows[:, r + i : r + i + H], rows[:, r - i : r - i + H], out=tmp), alpha=taps[r + i])
-    return out.reshape(*lead, H, W)
+        dest.add_(torch.add(rows[:, r + i : r + i + H], rows[:, r - i : r - i + H], out=tmp), alpha=taps[r + i])
+    return result
 
 
 def _n_octaves(h: int, w: int, upsample: bool) -> int:
@@ -227,11 +230,12 @@ def gaussian_scale_space(
     steps = [math.sqrt(totals[s] ** 2 - totals[s - 1] ** 2) for s in range(1, n_layers + 3)]
     octaves = []
     for _ in range(n_octaves):
-        levels = [base]
-        for step in steps:
-            levels.append(gaussian_blur(levels[-1], step))
-        octaves.append(torch.stack(levels))  # S + 3 x (H_o, W_o) -> (S + 3, H_o, W_o)
-        base = levels[n_layers][::2, ::2]  # (H_o, W_o) -> (H_o / 2, W_o / 2)
+        levels = base.new_empty(n_layers + 3, *base.shape)  # (S + 3, H_o, W_o), each level blurred in place
+        levels[0] = base
+        for s, step in enumerate(steps, start=1):
+            gaussian_blur(levels[s - 1], step, out=levels[s])
+        octaves.append(levels)
+        base = levels[n_layers, ::2, ::2]  # (H_o, W_o) -> (H_o / 2, W_o / 2)
         if min(base.shape) <= 3 * steps[-1] + 1:
             break
     return octaves
@@ -285,21 +289,24 @@ def scale_space_extrema(dog: Tensor, threshold: float, border: int = _BORDER) ->
         y1 = min(y0 + band, H - border - 1)  # candidates' rows y0 + 1 .. y1 (inclusive), halo of one row
         v = dog[:, y0 : y1 + 2, border - 1 : W - border + 1]  # (L, rows + 2, W - 2 border + 2)
         centre = v[1:-1, 1:-1, 1:-1]
-        is_max = (centre > threshold) & (centre >= _cube_max(v))
-        is_min = (centre < -threshold) & (-centre >= _cube_max(-v))
+        is_max = (centre > threshold) & (centre >= _cube_extreme(v, torch.maximum))
+        is_min = (centre < -threshold) & (centre <= _cube_extreme(v, torch.minimum))
         idx = (is_max | is_min).nonzero()  # (K, 3): level - 1, row in band - 1, column - border
         found.append(idx + torch.tensor([1, y0 + 1, border], device=idx.device))
     return torch.cat(found) if found else dog.new_zeros(0, 3, dtype=torch.long)
 
 
-def _cube_max(v: Tensor) -> Tensor:
-    """Maximum over each 3x3x3 cube of ``Tensor[L, H, W]``: ``Tensor[L - 2, H - 2, W - 2]`` (valid part only)."""
-    a = torch.maximum(v[:, :, :-2], v[:, :, 1:-1])  # along x
-    torch.maximum(a, v[:, :, 2:], out=a)
-    b = torch.maximum(a[:, :-2], a[:, 1:-1])  # along y
-    torch.maximum(b, a[:, 2:], out=b)
-    c = torch.maximum(b[:-2], b[1:-1])  # along scale
-    return torch.maximum(c, b[2:], out=c)
+def _cube_extreme(v: Tensor, op) -> Tensor:
+    """Maximum (``op=torch.maximum``) or minimum (``torch.minimum``) over each 3x3x3 cube of ``Tensor[L, H, W]``.
+
+    Returns ``Tensor[L - 2, H - 2, W - 2]`` (the valid part only).
+    """
+    a = op(v[:, :, :-2], v[:, :, 1:-1])  # along x
+    op(a, v[:, :, 2:], out=a)
+    b = op(a[:, :-2], a[:, 1:-1])  # along y
+    op(b, a[:, 2:], out=b)
+    c = op(b[:-2], b[1:-1])  # along scale
+    return op(c, b[2:], out=c)
 
 
 def _refine(dog: Tensor, idx: Tensor, n_layers: int, contrast_threshold: float, edge_threshold: float, border: int):
@@ -380,15 +387,18 @@ def _gradients(levels: Tensor) -> Tensor:
     """Central-difference gradients of ``Tensor[L, H, W]`` as one complex table ``Tensor[L * H * W]``, ``gx + i gy``.
 
     Complex numbers keep both components in one 8-byte element, so sampling needs one gather per neighbour
-    (and ``abs()`` / ``angle()`` give magnitude and direction). The outermost pixels get a zero gradient, as in
-    OpenCV.
+    (and ``abs()`` / ``angle()`` give magnitude and direction). The differences are written straight into the
+    real and imaginary parts. They are not halved: every use (the peaks of the orientation histogram relative
+    to its maximum, the normalised descriptor) is unchanged by a common scale. The outermost pixels get a zero
+    gradient, as in OpenCV.
     """
     L, H, W = levels.shape
-    grad = levels.new_zeros(2, L, H, W)
-    torch.sub(levels[:, 1:-1, 2:], levels[:, 1:-1, :-2], out=grad[0, :, 1:-1, 1:-1])
-    torch.sub(levels[:, 2:, 1:-1], levels[:, :-2, 1:-1], out=grad[1, :, 1:-1, 1:-1])
-    grad.mul_(0.5)
-    return torch.complex(grad[0], grad[1]).reshape(-1)  # (L, H, W) -> (L * H * W)
+    grad = levels.new_empty(L, H, W, 2)  # (..., 2): real and imaginary part
+    torch.sub(levels[:, 1:-1, 2:], levels[:, 1:-1, :-2], out=grad[:, 1:-1, 1:-1, 0])
+    torch.sub(levels[:, 2:, 1:-1], levels[:, :-2, 1:-1], out=grad[:, 1:-1, 1:-1, 1])
+    for edge in (grad[:, 0], grad[:, -1], grad[:, :, 0], grad[:, :, -1]):
+        edge.zero_()
+    return torch.view_as_complex(grad).reshape(-1)  # (L, H, W) -> (L * H * W)
 
 
 def _sample(grad: Tensor, shape: tuple[int, int, int], level: Tensor, y: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -423,10 +433,10 @@ def _orientations(grad, shape, level, y, x, scale) -> tuple[Tensor, Tensor]:
     sy = y[:, None] + scale[:, None] * offsets[:, 1]
     g, valid = _sample(grad, shape, level, sy, sx)
     mag = g.abs() * weight * valid  # (K, G)
-    ang = torch.rad2deg(g.angle()) % 360.0
-    pos = ang * (_ORI_BINS / 360.0)
-    b0 = pos.floor().long() % _ORI_BINS
-    frac = pos - pos.floor()
+    pos = g.angle() * (_ORI_BINS / (2 * math.pi))  # continuous bin in (-18, 18]
+    floor = pos.floor()
+    frac = pos - floor
+    b0 = floor.long() % _ORI_BINS  # integer remainder: negative bins wrap around
     hist = torch.zeros(len(x), _ORI_BINS, device=x.device, dtype=x.dtype)
     hist.scatter_add_(1, b0, mag * (1 - frac))
     hist.scatter_add_(1, (b0 + 1) % _ORI_BINS, mag * frac)
@@ -474,10 +484,10 @@ def _descriptors(grad, shape, level, y, x, scale, angle) -> Tensor:
     sy = y[:, None] + u * sin + v * cos
     g, valid = _sample(grad, shape, level, sy, sx)
     mag = g.abs() * valid  # (K, G)
-    rel = (angle[:, None] - torch.rad2deg(g.angle())) % 360.0  # OpenCV's sense
-    pos = rel * (_DESC_BINS / 360.0)
-    b0 = pos.floor().long() % _DESC_BINS
-    frac = pos - pos.floor()
+    pos = (a[:, None] - g.angle()) * (_DESC_BINS / (2 * math.pi))  # angle relative to the keypoint's, OpenCV's sense
+    floor = pos.floor()
+    frac = pos - floor
+    b0 = floor.long() % _DESC_BINS
     K, G = mag.shape
     ori = torch.zeros(K, G, _DESC_BINS, device=x.device, dtype=x.dtype)
     ori.scatter_add_(2, b0[..., None], (mag * (1 - frac))[..., None])
