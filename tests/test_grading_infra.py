@@ -264,3 +264,38 @@ def test_forbidden_functions_are_restored_after_the_call():
     with pytest.raises(checks.ForbiddenCallError, match="interpolate"):
         checks.call(lambda x: F.interpolate(x, scale_factor=2), torch.zeros(1, 1, 2, 2))
     assert (torchvision.ops.nms, F.interpolate, torch.nn.ConvTranspose2d.forward, torch.ops.torchvision.nms) == before
+
+
+def test_dispatcher_level_calls_are_refused_and_plain_convolution_is_not():
+    """``torch.ops.aten.*`` reaches the kernels without passing any Python name that forbid_library patches."""
+    import torch.nn.functional as F
+
+    from cvcourse.grading import checks
+
+    checks.capture()
+    x = torch.randn(1, 1, 4, 4)
+    pooled, idx = F.max_pool2d(x, 2, return_indices=True)
+    weight = torch.randn(1, 1, 3, 3)
+    bypasses = {
+        "aten::max_unpool2d": lambda: torch.ops.aten.max_unpool2d(pooled, idx, [4, 4]),
+        "aten::upsample_nearest2d": lambda: torch.ops.aten.upsample_nearest2d.vec(pooled, None, [2.0, 2.0]),
+        "aten::convolution (transposed)": lambda: torch.ops.aten.convolution(
+            pooled, weight, None, [2, 2], [0, 0], [1, 1], True, [0, 0], 1),
+    }
+    for label, bypass in bypasses.items():
+        with pytest.raises(checks.ForbiddenCallError, match=label.replace("(", r"\(").replace(")", r"\)")):
+            checks.call(bypass)
+
+    def swallowed():
+        try:
+            torch.ops.aten.max_unpool2d(pooled, idx, [4, 4])
+        except Exception:
+            pass
+        return pooled
+
+    with pytest.raises(checks.ForbiddenCallError, match="max_unpool2d"):
+        checks.call(swallowed)
+    # allowed building blocks still work inside the guard, and the guard is gone afterwards
+    out = checks.call(lambda a: F.conv2d(a, weight, padding=1), x)
+    torch.testing.assert_close(out, F.conv2d(x, weight, padding=1))
+    torch.testing.assert_close(torch.ops.aten.max_unpool2d(pooled, idx, [4, 4]), F.max_unpool2d(pooled, idx, 2, output_size=(4, 4)))

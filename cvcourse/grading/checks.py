@@ -19,10 +19,14 @@ library (``torchvision.ops.nms``) instead of implementing it. This module answer
   (``from torchvision.ops import nms as my_nms``, default arguments, closures, helper functions and
   classes of the notebook) are found by walking the names its code uses. ``call`` also fails when
   the function modified its tensor arguments in place.
+* below the Python names, :func:`forbid_library` also watches PyTorch's dispatcher (a
+  ``TorchDispatchMode``): the kernels in :data:`FORBIDDEN_OPS`, and a transposed ``aten::convolution``,
+  are refused however they are reached (``torch.ops.aten.max_unpool2d``, ``torch._C._nn...``).
 
 Not caught (documented for instructors): code that replaces this module's own functions, patches
-IPython's error display, or reaches the forbidden operations through a route not listed (e.g. a
-C++ extension compiled on the fly); a human reading flagged notebooks remains the last line.
+IPython's error display, leaves the dispatch mode on purpose (private ``torch.utils._python_dispatch``
+calls), or reaches the forbidden operations through a route not listed (e.g. a C++ extension compiled
+on the fly); a human reading flagged notebooks remains the last line.
 
 Hidden tests must reach the references through :func:`reference`, not by importing them into the
 notebook's namespace (the alias walk would flag them as the student's).
@@ -42,6 +46,7 @@ import torch
 import torch.nn.functional as F
 import torch.testing
 from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode  # public class in a private module, stable since 1.13
 
 __all__ = [
     "capture", "captured", "assert_untampered", "reference", "forbid_library", "call", "assert_close",
@@ -102,6 +107,17 @@ FORBIDDEN: tuple[tuple[str, str], ...] = (
 )
 #: Every public callable of these modules is forbidden too (the course's reference library).
 FORBIDDEN_MODULES = ("cvcourse.ops",)
+
+#: Dispatcher kernels that graded functions must not reach by any route (schema names). A transposed
+#: ``aten::convolution`` is refused as well; a plain one (``F.conv2d``) stays allowed.
+FORBIDDEN_OPS = frozenset({
+    "torchvision::nms", "torchvision::roi_align", "torchvision::roi_pool", "torchvision::ps_roi_align",
+    "torchvision::ps_roi_pool", "aten::max_unpool2d", "aten::max_unpool3d", "aten::upsample_nearest1d",
+    "aten::upsample_nearest2d", "aten::upsample_nearest3d", "aten::_upsample_nearest_exact1d",
+    "aten::_upsample_nearest_exact2d", "aten::_upsample_nearest_exact3d", "aten::upsample_bilinear2d",
+    "aten::_upsample_bilinear2d_aa", "aten::upsample_bicubic2d", "aten::upsample_linear1d",
+    "aten::upsample_trilinear3d",
+})
 
 _SNAPSHOT: dict[str, tuple[str, str, Any, Any]] | None = None  # name -> (module, path, object, code)
 _REFS: dict[str, Any] = {}
@@ -306,6 +322,23 @@ def _walk_references(fn: Any, forbidden_ids: dict[int, str]) -> list[str]:
     return found
 
 
+class _ForbidOps(TorchDispatchMode):
+    """Refuses the kernels of :data:`FORBIDDEN_OPS` (and transposed convolutions) while active, logging each."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        name = func._schema.name  # "namespace::op", the same for every overload
+        if name in FORBIDDEN_OPS or (name == "aten::convolution" and len(args) > 6 and args[6]):
+            label = f"{name}{' (transposed)' if name == 'aten::convolution' else ''}"
+            self.log.append(label)
+            raise ForbiddenCallError(f"your code reached {label}, the library kernel of what this exercise asks "
+                                     "you to build; implement it with basic tensor operations instead")
+        return func(*args, **(kwargs or {}))
+
+
 def _cell_filled(cell: Any) -> bool:
     try:
         cell.cell_contents  # noqa: B018
@@ -363,7 +396,8 @@ def forbid_library(fn: Any = None) -> Iterator[list[str]]:
                 ns = torch.ops.torchvision
                 patched.append((ns, path, obj))
                 setattr(ns, path, _Stub(name, log))
-        yield log
+        with _ForbidOps(log):
+            yield log
     finally:
         for owner, attr, value in reversed(patched):
             setattr(owner, attr, value)
