@@ -40,6 +40,10 @@ def main() -> None:
     ap.add_argument("--val", type=int, default=300)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--base", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--norm", default="batch", choices=["batch", "group", "none"], help="U-Net normalisation")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--models", nargs="+", default=["FCN", "U-Net without skips", "U-Net"])
     args = ap.parse_args()
 
     train_set = ShapesSegmentation(args.train, image_size=64, seed=0)
@@ -47,15 +51,15 @@ def main() -> None:
     num_classes = 5
     models = {
         "FCN": lambda: FCN(3, num_classes, base_channels=args.base),
-        "U-Net without skips": lambda: UNetWithoutSkips(3, num_classes, base_channels=args.base, depth=3),
-        "U-Net": lambda: UNet(3, num_classes, base_channels=args.base, depth=3),
+        "U-Net without skips": lambda: UNetWithoutSkips(3, num_classes, base_channels=args.base, depth=3, norm=args.norm),
+        "U-Net": lambda: UNet(3, num_classes, base_channels=args.base, depth=3, norm=args.norm),
     }
-    for name, build in models.items():
-        seed_everything(0)
-        model = build()
+    for name in args.models:
+        seed_everything(args.seed)
+        model = models[name]()
         start = time.perf_counter()
-        history = fit(model, train_set, val_set, epochs=args.epochs, lr=3e-3, batch_size=16,
-                      metrics={"miou": MeanIoU(num_classes)}, seed=0, progress=False)
+        history = fit(model, train_set, val_set, epochs=args.epochs, lr=args.lr, batch_size=16,
+                      metrics={"miou": MeanIoU(num_classes)}, seed=args.seed, progress=False)
         print(json.dumps({"model": name, "steps_per_epoch": -(-args.train // 16),
                           "val_miou": [round(v, 3) for v in history["val_miou"]],
                           "seconds": round(time.perf_counter() - start)}), flush=True)
