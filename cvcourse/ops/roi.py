@@ -29,8 +29,13 @@ from cvcourse._checks import check_same_device, check_shape, check_tensor
 
 __all__ = ["roi_align", "roi_pool"]
 
-# Upper bound on the elements of one gathered window tensor (about 64 MB in float32).
-_CHUNK_ELEMENTS = 16_000_000
+# Upper bound on the elements of one gathered window tensor. On a CPU without autograd, 512 KB (float32) groups keep
+# the window in cache and let the allocator reuse one block; 64 MB groups paid for fresh pages and main memory every
+# time and made roi_align's forward 3.5x slower (benchmarks/ops.py, 1000 RoIs, one thread). With autograd, every
+# group's gather adds a full-size gradient buffer in the backward pass, so there few, large groups win; on a GPU
+# large groups also mean few kernel launches.
+_CHUNK_ELEMENTS = {"cpu": 1 << 17}
+_CHUNK_ELEMENTS_DEFAULT = 16_000_000
 
 
 def _output_size(output_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -69,12 +74,14 @@ def _rois(input: Tensor, boxes: Tensor | list[Tensor]) -> Tensor:
     return rois
 
 
-def _chunks(sizes: list[int], per_roi: int) -> list[list[int]]:
+def _chunks(sizes: list[int], per_roi: int, input: Tensor) -> list[list[int]]:
     """Group RoIs (sorted by window size) so that each group's padded window tensor stays bounded."""
+    small = not (torch.is_grad_enabled() and input.requires_grad)
+    limit = _CHUNK_ELEMENTS.get(input.device.type, _CHUNK_ELEMENTS_DEFAULT) if small else _CHUNK_ELEMENTS_DEFAULT
     order = sorted(range(len(sizes)), key=sizes.__getitem__)
     groups: list[list[int]] = []
     for i in order:
-        if groups and (len(groups[-1]) + 1) * sizes[i] * per_roi <= _CHUNK_ELEMENTS:
+        if groups and (len(groups[-1]) + 1) * sizes[i] * per_roi <= limit:
             groups[-1].append(i)
         else:
             groups.append([i])
@@ -189,7 +196,7 @@ def roi_align(
     batch = rois[:, 0].long()
     out = input.new_empty(k, c, p_out, q_out)
     ly_list, lx_list = ly.tolist(), lx.tolist()
-    for group in _chunks([a * bb for a, bb in zip(ly_list, lx_list)], c):
+    for group in _chunks([a * bb for a, bb in zip(ly_list, lx_list)], c, input):
         g = torch.tensor(group, device=rois.device)
         wy, wx = max(ly_list[i] for i in group), max(lx_list[i] for i in group)
         window = _gather_windows(flat, batch[g], y0[g], x0[g], wy, wx, h, w)  # (k, wy, wx, C)
@@ -263,7 +270,7 @@ def roi_pool(
     batch = rois[:, 0].long()
     out = input.new_empty(k, c, p_out, q_out)
     lh_max, lw_max = lh.amax(dim=1).tolist(), lw.amax(dim=1).tolist()
-    for group in _chunks([a * bb for a, bb in zip(lh_max, lw_max)], c * p_out * q_out):
+    for group in _chunks([a * bb for a, bb in zip(lh_max, lw_max)], c * p_out * q_out, input):
         g = torch.tensor(group, device=dev)
         n = len(group)
         mh, mw = max(lh_max[i] for i in group), max(lw_max[i] for i in group)
