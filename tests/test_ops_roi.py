@@ -106,3 +106,27 @@ def test_errors():
     if torch.cuda.is_available():
         with pytest.raises(ValueError, match="device"):
             roi_align(x, good.cuda(), 2)
+
+
+def test_many_groups_without_autograd_equal_one_group_with_it():
+    """Without autograd the RoIs are split into many small groups (cache-sized windows); the result must not
+    depend on the grouping, and must match torchvision."""
+    from cvcourse.ops import roi as roi_module
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 64, 20, 24, generator=g)
+    k = 120
+    xy = torch.rand(k, 2, generator=g) * torch.tensor([300.0, 250.0])
+    wh = 8 + torch.rand(k, 2, generator=g) * 150
+    rois = torch.cat([torch.randint(0, 2, (k, 1), generator=g).float(), xy, xy + wh], 1)
+    sizes = [32 * 32] * k
+    assert len(roi_module._chunks(sizes, 64, x)) > 10  # many groups in this no-grad call
+    with torch.no_grad():
+        small = roi_align(x, rois, 7, 1 / 16, 2, True), roi_pool(x, rois, 7, 1 / 16)
+    leaf = x.clone().requires_grad_(True)
+    assert len(roi_module._chunks(sizes, 64, leaf)) == 1  # one group when a backward pass will follow
+    large = roi_align(leaf, rois, 7, 1 / 16, 2, True), roi_pool(leaf, rois, 7, 1 / 16)
+    for ours, big in zip(small, large):
+        torch.testing.assert_close(ours, big.detach())
+    torch.testing.assert_close(small[0], tvo.roi_align(x, rois, 7, 1 / 16, 2, True), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(small[1], tvo.roi_pool(x, rois, 7, 1 / 16))
