@@ -230,7 +230,8 @@ def roi_pool(
 
     Introduced in lecture 9 (Fast R-CNN's RoI pooling layer). Mirrors ``torchvision.ops.roi_pool``, same
     arithmetic: RoI edges are rounded half away from zero, bin edges are floor/ceil of multiples of the
-    float bin size. The backward pass sends each output's gradient to the cell that held its maximum.
+    float bin size. The backward pass sends each output's gradient to the cell that held its maximum (the
+    first one on ties), as torchvision's does.
 
     Args:
         input (Tensor[B, C, H, W]): feature maps.
@@ -268,22 +269,38 @@ def roi_pool(
     flat = torch.cat([flat, flat.new_full((1, c), float("-inf"))])  # (B*H*W + 1, C)
     outside = b * h * w
     batch = rois[:, 0].long()
-    out = input.new_empty(k, c, p_out, q_out)
+    # Each group gathers every cell of every bin and takes the maximum per channel. With autograd, only the
+    # position of each maximum is kept (as torchvision does) and read back with one differentiable gather, whose
+    # backward is a small scatter; the gradient goes to the first maximum.
+    need_grad = torch.is_grad_enabled() and input.requires_grad
+    if need_grad:
+        winner = torch.empty(k, p_out, q_out, c, dtype=torch.long, device=dev)
+    else:
+        out = input.new_empty(k, c, p_out, q_out)
     lh_max, lw_max = lh.amax(dim=1).tolist(), lw.amax(dim=1).tolist()
-    for group in _chunks([a * bb for a, bb in zip(lh_max, lw_max)], c * p_out * q_out, input):
-        g = torch.tensor(group, device=dev)
-        n = len(group)
-        mh, mw = max(lh_max[i] for i in group), max(lw_max[i] for i in group)
-        rows = hs[g][:, :, None] + torch.arange(mh, device=dev)  # (k, P, mh)
-        cols = ws[g][:, :, None] + torch.arange(mw, device=dev)  # (k, Q, mw)
-        row_ok, col_ok = rows < he[g][:, :, None], cols < we[g][:, :, None]
-        # Flat index of cell (row, col) of bin (p, q), laid out as (k, P, Q, mh, mw): row-major inside a bin.
-        index = (batch[g][:, None, None, None, None] * h + rows[:, :, None, :, None]) * w + cols[:, None, :, None, :]
-        ok = row_ok[:, :, None, :, None] & col_ok[:, None, :, None, :]  # (k, P, Q, mh, mw)
-        index = torch.where(ok, index, outside)
-        vals = flat[index.flatten()].view(n, p_out, q_out, mh * mw, c)  # every cell of every bin
-        best = vals.max(dim=3).values  # (k, P, Q, C); gradient goes to the first maximum
-        empty = ~ok.flatten(3).any(dim=3)  # (k, P, Q)
-        best = torch.where(empty[..., None], 0.0, best)
-        out[g] = best.permute(0, 3, 1, 2)  # (k, P, Q, C) -> (k, C, P, Q)
+    with torch.no_grad():
+        table = flat.detach()
+        for group in _chunks([a * bb for a, bb in zip(lh_max, lw_max)], c * p_out * q_out, table):
+            g = torch.tensor(group, device=dev)
+            n = len(group)
+            mh, mw = max(lh_max[i] for i in group), max(lw_max[i] for i in group)
+            rows = hs[g][:, :, None] + torch.arange(mh, device=dev)  # (k, P, mh)
+            cols = ws[g][:, :, None] + torch.arange(mw, device=dev)  # (k, Q, mw)
+            row_ok, col_ok = rows < he[g][:, :, None], cols < we[g][:, :, None]
+            # Flat index of cell (row, col) of bin (p, q), laid out as (k, P, Q, mh, mw): row-major inside a bin.
+            index = (batch[g][:, None, None, None, None] * h + rows[:, :, None, :, None]) * w + cols[:, None, :, None, :]
+            ok = row_ok[:, :, None, :, None] & col_ok[:, None, :, None, :]  # (k, P, Q, mh, mw)
+            index = torch.where(ok, index, outside).view(n, p_out, q_out, mh * mw)
+            vals = table.index_select(0, index.flatten()).view(n, p_out, q_out, mh * mw, c)  # every cell of every bin
+            best = vals.max(dim=3)  # values and indices (k, P, Q, C); indices point at the first maximum
+            if need_grad:
+                cells = index[..., None].expand(-1, -1, -1, -1, c)  # (k, P, Q, mh*mw, C)
+                winner[g] = cells.gather(3, best.indices[:, :, :, None, :])[:, :, :, 0, :]  # flat row of each max
+            else:
+                empty = ~ok.flatten(3).any(dim=3)  # (k, P, Q)
+                out[g] = torch.where(empty[..., None], 0.0, best.values).permute(0, 3, 1, 2)  # -> (k, C, P, Q)
+    if need_grad:
+        picked = flat.gather(0, winner.view(-1, c)).view(k, p_out, q_out, c)  # (K, P, Q, C)
+        picked = torch.where(winner == outside, 0.0, picked)  # an empty bin gives 0
+        out = picked.permute(0, 3, 1, 2).contiguous()  # (K, P, Q, C) -> (K, C, P, Q)
     return out
