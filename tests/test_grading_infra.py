@@ -46,7 +46,7 @@ def test_sandbox_command_hides_the_course_and_drops_the_network(tmp_path):
     assert last_tmpfs < first_bind
 
 
-def test_sandbox_command_hides_source_checkouts_wherever_they_are(tmp_path, monkeypatch):
+def test_sandbox_command_hides_source_checkouts_wherever_they_are(tmp_path):
     """A course repo cloned outside the usual roots (CI clones to /check/...) is hidden, and so is
     the checkout of an editable cvcourse, while the package itself stays readable."""
     repo = tmp_path / "elsewhere" / "repo"

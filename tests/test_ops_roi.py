@@ -120,11 +120,11 @@ def test_many_groups_without_autograd_equal_one_group_with_it():
     wh = 8 + torch.rand(k, 2, generator=g) * 150
     rois = torch.cat([torch.randint(0, 2, (k, 1), generator=g).float(), xy, xy + wh], 1)
     sizes = [32 * 32] * k
-    assert len(roi_module._chunks(sizes, 64, x)) > 10  # many groups in this no-grad call
+    assert len(roi_module._chunks(sizes, 64, roi_module._chunk_limit(x))) > 10  # many groups in this no-grad call
     with torch.no_grad():
         small = roi_align(x, rois, 7, 1 / 16, 2, True), roi_pool(x, rois, 7, 1 / 16)
     leaf = x.clone().requires_grad_(True)
-    assert len(roi_module._chunks(sizes, 64, leaf)) == 1  # one group when a backward pass will follow
+    assert len(roi_module._chunks(sizes, 64, roi_module._chunk_limit(leaf))) == 1  # one group when a backward pass will follow
     large = roi_align(leaf, rois, 7, 1 / 16, 2, True), roi_pool(leaf, rois, 7, 1 / 16)
     for ours, big in zip(small, large):
         torch.testing.assert_close(ours, big.detach())

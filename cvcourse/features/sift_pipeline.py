@@ -164,7 +164,6 @@ def gaussian_blur(image: Tensor, sigma: float, out: Tensor | None = None) -> Ten
     H, W = image.shape[-2:]
     if r >= min(H, W):
         raise ValueError(f"sigma={sigma} needs a {2 * r + 1}-tap kernel, too large for a {H}x{W} image")
-    lead = image.shape[:-2]
     x = image.reshape(1, -1, H, W)  # (..., H, W) -> (1, B, H, W)
     x = F.pad(x, (r, r, r, r), mode="reflect")[0]  # (B, H + 2r, W + 2r)
     rows = x[..., r : r + W] * taps[r]  # blur along x first: (B, H + 2r, W)

@@ -32,10 +32,10 @@ __all__ = ["roi_align", "roi_pool"]
 # Upper bound on the elements of one gathered window tensor. On a CPU without autograd, 512 KB (float32) groups keep
 # the window in cache and let the allocator reuse one block; 64 MB groups paid for fresh pages and main memory every
 # time and made roi_align's forward 3.5x slower (benchmarks/ops.py, 1000 RoIs, one thread). With autograd, every
-# group's gather adds a full-size gradient buffer in the backward pass, so there few, large groups win; on a GPU
+# group's gather adds a full-size gradient buffer in the backward pass, so a few large groups win; on a GPU
 # large groups also mean few kernel launches.
-_CHUNK_ELEMENTS = {"cpu": 1 << 17}
-_CHUNK_ELEMENTS_DEFAULT = 16_000_000
+_CHUNK_ELEMENTS = 16_000_000
+_CHUNK_ELEMENTS_CPU_NO_GRAD = 1 << 17
 
 
 def _output_size(output_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -74,10 +74,18 @@ def _rois(input: Tensor, boxes: Tensor | list[Tensor]) -> Tensor:
     return rois
 
 
-def _chunks(sizes: list[int], per_roi: int, input: Tensor) -> list[list[int]]:
-    """Group RoIs (sorted by window size) so that each group's padded window tensor stays bounded."""
-    small = not (torch.is_grad_enabled() and input.requires_grad)
-    limit = _CHUNK_ELEMENTS.get(input.device.type, _CHUNK_ELEMENTS_DEFAULT) if small else _CHUNK_ELEMENTS_DEFAULT
+def _records_grad(x: Tensor) -> bool:
+    """Whether autograd records operations on ``x`` here (a backward pass may follow)."""
+    return torch.is_grad_enabled() and x.requires_grad
+
+
+def _chunk_limit(input: Tensor) -> int:
+    """Element bound for one group's window tensor (see ``_CHUNK_ELEMENTS``)."""
+    return _CHUNK_ELEMENTS_CPU_NO_GRAD if input.device.type == "cpu" and not _records_grad(input) else _CHUNK_ELEMENTS
+
+
+def _chunks(sizes: list[int], per_roi: int, limit: int) -> list[list[int]]:
+    """Group RoIs (sorted by window size) so that each group's padded window tensor stays within ``limit``."""
     order = sorted(range(len(sizes)), key=sizes.__getitem__)
     groups: list[list[int]] = []
     for i in order:
@@ -196,7 +204,7 @@ def roi_align(
     batch = rois[:, 0].long()
     out = input.new_empty(k, c, p_out, q_out)
     ly_list, lx_list = ly.tolist(), lx.tolist()
-    for group in _chunks([a * bb for a, bb in zip(ly_list, lx_list)], c, input):
+    for group in _chunks([a * bb for a, bb in zip(ly_list, lx_list)], c, _chunk_limit(input)):
         g = torch.tensor(group, device=rois.device)
         wy, wx = max(ly_list[i] for i in group), max(lx_list[i] for i in group)
         window = _gather_windows(flat, batch[g], y0[g], x0[g], wy, wx, h, w)  # (k, wy, wx, C)
@@ -272,15 +280,14 @@ def roi_pool(
     # Each group gathers every cell of every bin and takes the maximum per channel. With autograd, only the
     # position of each maximum is kept (as torchvision does) and read back with one differentiable gather, whose
     # backward is a small scatter; the gradient goes to the first maximum.
-    need_grad = torch.is_grad_enabled() and input.requires_grad
+    need_grad = _records_grad(input)
     if need_grad:
         winner = torch.empty(k, p_out, q_out, c, dtype=torch.long, device=dev)
     else:
         out = input.new_empty(k, c, p_out, q_out)
     lh_max, lw_max = lh.amax(dim=1).tolist(), lw.amax(dim=1).tolist()
     with torch.no_grad():
-        table = flat.detach()
-        for group in _chunks([a * bb for a, bb in zip(lh_max, lw_max)], c * p_out * q_out, table):
+        for group in _chunks([a * bb for a, bb in zip(lh_max, lw_max)], c * p_out * q_out, _chunk_limit(flat)):
             g = torch.tensor(group, device=dev)
             n = len(group)
             mh, mw = max(lh_max[i] for i in group), max(lw_max[i] for i in group)
@@ -291,7 +298,7 @@ def roi_pool(
             index = (batch[g][:, None, None, None, None] * h + rows[:, :, None, :, None]) * w + cols[:, None, :, None, :]
             ok = row_ok[:, :, None, :, None] & col_ok[:, None, :, None, :]  # (k, P, Q, mh, mw)
             index = torch.where(ok, index, outside).view(n, p_out, q_out, mh * mw)
-            vals = table.index_select(0, index.flatten()).view(n, p_out, q_out, mh * mw, c)  # every cell of every bin
+            vals = flat.index_select(0, index.flatten()).view(n, p_out, q_out, mh * mw, c)  # every cell of every bin
             best = vals.max(dim=3)  # values and indices (k, P, Q, C); indices point at the first maximum
             if need_grad:
                 cells = index[..., None].expand(-1, -1, -1, -1, c)  # (k, P, Q, mh*mw, C)
