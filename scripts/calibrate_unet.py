@@ -69,23 +69,6 @@ def upsample_unet(in_channels, num_classes, base_channels, depth):
     return model
 
 
-class _NoSkip(nn.Module):
-    """A reference U-Net whose skip connections carry zeros: same parameters, no fine detail."""
-
-    def __init__(self, in_channels, num_classes, base_channels, depth):
-        super().__init__()
-        self.net = UNet(in_channels, num_classes, base_channels, depth)
-
-    def forward(self, x):
-        net = self.net
-        for i, block in enumerate(net.encoder):
-            x = block(x if i == 0 else net.pool(x))
-        for up in net.decoder:
-            y = up.up(x)
-            x = up.conv(torch.cat([torch.zeros_like(y), y], dim=1))
-        return net.head(x)
-
-
 def build(variant: str, ns: dict, base: int) -> nn.Module:
     if variant in ("batch", "group", "none"):
         return UNet(3, 5, base, 3, norm=variant)
@@ -94,7 +77,7 @@ def build(variant: str, ns: dict, base: int) -> nn.Module:
     if variant == "solution":
         return ns["UNet"](in_channels=3, num_classes=5, base_channels=base, depth=3)
     if variant == "no_skip":
-        return _NoSkip(3, 5, base, 3)
+        return UNet(3, 5, base, 3, skips=False)
     if variant == "fcn":
         return FCN(3, 5, base)
     raise ValueError(f"unknown variant {variant!r}")

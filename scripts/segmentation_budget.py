@@ -19,21 +19,6 @@ from cvcourse.models.segmentation import FCN, UNet
 from cvcourse.train import MeanIoU, fit
 
 
-class UNetWithoutSkips(UNet):
-    """Lecture 7's teaching variant: identical layers, but the decoder receives zeros instead of the encoder's maps."""
-
-    def forward_features(self, x):  # noqa: ANN001, ANN201
-        self._check_input(x)
-        shapes = []
-        for i, block in enumerate(self.encoder):
-            x = block(x if i == 0 else self.pool(x))
-            shapes.append(x.shape)
-        shapes.pop()
-        for up in self.decoder:
-            x = up(x, x.new_zeros(shapes.pop()))
-        return x
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=2000)
@@ -51,7 +36,7 @@ def main() -> None:
     num_classes = 5
     models = {
         "FCN": lambda: FCN(3, num_classes, base_channels=args.base),
-        "U-Net without skips": lambda: UNetWithoutSkips(3, num_classes, base_channels=args.base, depth=3, norm=args.norm),
+        "U-Net without skips": lambda: UNet(3, num_classes, base_channels=args.base, depth=3, norm=args.norm, skips=False),
         "U-Net": lambda: UNet(3, num_classes, base_channels=args.base, depth=3, norm=args.norm),
     }
     for name in args.models:

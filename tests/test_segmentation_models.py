@@ -54,6 +54,25 @@ def test_unet_skip_connections_carry_full_resolution_detail():
     assert diff[3:8, 4:9].sum() > 0.5 * diff.sum() * (25 / 64)
 
 
+def test_unet_without_skips_feeds_the_decoder_zeros():
+    torch.manual_seed(0)
+    with_skips = UNet(in_channels=3, num_classes=4, base_channels=4, depth=2).eval()
+    without = UNet(in_channels=3, num_classes=4, base_channels=4, depth=2, skips=False).eval()
+    without.load_state_dict(with_skips.state_dict())  # the same parameters
+    x = torch.rand(2, 3, 16, 12)
+    with torch.no_grad():
+        h = with_skips.encoder[0](x)
+        maps = [h]
+        for block in with_skips.encoder[1:]:
+            h = block(with_skips.pool(h))
+            maps.append(h)
+        for up, skip in zip(with_skips.decoder, reversed(maps[:-1])):
+            h = up(h, torch.zeros_like(skip))
+        expected = with_skips.head(h)
+        torch.testing.assert_close(without(x), expected)
+        assert not torch.allclose(with_skips(x), expected)
+
+
 def test_unet_rejects_bad_input():
     model = UNet(depth=3)
     with pytest.raises(ValueError, match="divisible by 8"):

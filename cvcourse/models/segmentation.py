@@ -93,6 +93,8 @@ class UNet(nn.Module):
         base_channels (int): channels of the first level; level ``i`` has ``base_channels * 2**i``.
         depth (int): D, number of 2x down-sampling steps; H and W must be divisible by ``2**D``.
         norm (str): ``"batch"``, ``"group"`` or ``"none"`` (see :class:`DoubleConv`).
+        skips (bool): ``False`` feeds the decoder zeros instead of the encoder's maps: the same layers and
+            parameters without the fine detail, the control experiment of lecture 7.
 
     Named parts (for hooks and feature visualisation): ``encoder`` (``D + 1`` :class:`DoubleConv`
     blocks, the last one is the bottleneck), ``decoder`` (``D`` up-steps), ``head`` (1x1 conv);
@@ -110,6 +112,7 @@ class UNet(nn.Module):
         base_channels: int = 16,
         depth: int = 3,
         norm: str = "batch",
+        skips: bool = True,
     ) -> None:
         super().__init__()
         if norm not in _NORMS:
@@ -117,6 +120,7 @@ class UNet(nn.Module):
         if depth < 1:
             raise ValueError(f"depth must be at least 1, got {depth}")
         self.depth = depth
+        self.skips = skips
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.encoder = nn.ModuleList(
             [DoubleConv(in_channels, widths[0], norm)]
@@ -146,7 +150,8 @@ class UNet(nn.Module):
             skips.append(x)
         skips.pop()  # the bottleneck output is x itself, not a skip
         for up in self.decoder:
-            x = up(x, skips.pop())
+            skip = skips.pop()
+            x = up(x, skip if self.skips else torch.zeros_like(skip))
         return x
 
     def forward_head(self, features: Tensor) -> Tensor:
