@@ -21,6 +21,9 @@ from cvcourse.data import ShapesDetection
 from cvcourse.detection import SmallFasterRCNN, coco_map, mean_average_precision, predict, train_detector
 
 
+BATCH = 8  # training batch size
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=1000, help="training images")
@@ -41,11 +44,11 @@ def main() -> None:
     train_seconds = 0.0
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
-        train_detector(model, train_ds, epochs=1, lr=args.lr, batch_size=8, seed=epoch, progress=False)
+        train_detector(model, train_ds, epochs=1, lr=args.lr, batch_size=BATCH, seed=epoch, progress=False)
         train_seconds += time.perf_counter() - start
         if epoch in args.report:
             preds = predict(model, test_ds)
-            row = {"epoch": epoch, "steps": epoch * -(-args.train // 8), "train_s": round(train_seconds, 1),
+            row = {"epoch": epoch, "steps": epoch * -(-args.train // BATCH), "train_s": round(train_seconds, 1),
                    "map50": round(mean_average_precision(preds, targets)["map"], 3),
                    "map": round(coco_map(preds, targets), 3)}
             print(json.dumps(row), flush=True)

@@ -19,6 +19,9 @@ from cvcourse.models.segmentation import FCN, UNet
 from cvcourse.train import MeanIoU, fit
 
 
+BATCH = 16  # training batch size
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", type=int, default=2000)
@@ -43,9 +46,9 @@ def main() -> None:
         seed_everything(args.seed)
         model = models[name]()
         start = time.perf_counter()
-        history = fit(model, train_set, val_set, epochs=args.epochs, lr=args.lr, batch_size=16,
+        history = fit(model, train_set, val_set, epochs=args.epochs, lr=args.lr, batch_size=BATCH,
                       metrics={"miou": MeanIoU(num_classes)}, seed=args.seed, progress=False)
-        print(json.dumps({"model": name, "steps_per_epoch": -(-args.train // 16),
+        print(json.dumps({"model": name, "steps_per_epoch": -(-args.train // BATCH),
                           "val_miou": [round(v, 3) for v in history["val_miou"]],
                           "seconds": round(time.perf_counter() - start)}), flush=True)
 
