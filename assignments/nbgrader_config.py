@@ -7,10 +7,9 @@ README.md, "For instructors". Every setting below fixes an nbgrader default that
 import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern,
-                                    LimitOutput, SaveAutoGrades)
+from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern, LimitOutput
 
-from cvcourse.grading.execute import GradingExecute
+from cvcourse.grading.execute import GradingExecute, SaveScoresFromErrors
 from cvcourse.grading.feedback import HideHiddenTests
 from cvcourse.grading.sandbox import configure
 
@@ -21,7 +20,8 @@ c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.assignment_id = ""
 
 # --- Execution: sandboxed kernel, generous but bounded time -------------------------------------
-# Student code runs in bubblewrap (no network, no course folder, no gradebook, own PID namespace).
+# Student code runs in bubblewrap (no network, no course folder, no gradebook, own PID namespace, uid 65534),
+# in a scratch copy of its folder without the notebook; a fresh connection folder per kernel.
 # The kernelspec is (re)installed into this environment automatically; the kernel refuses to start
 # (and the notebook is reported as failed) when bwrap is missing, never running unsandboxed.
 configure(c)  # kernel cvcourse-sandbox, ipc transport, private runtime folder (see cvcourse.grading.sandbox)
@@ -31,13 +31,17 @@ c.Execute.interrupt_on_timeout = True
 c.GradingExecute.interrupt_grace = 10
 c.GradingExecute.notebook_timeout = 1200
 c.Execute.iopub_timeout = 10
-# GradingExecute grades the cells it can when a submission hangs or kills its kernel.
+# GradingExecute: scratch folder, hidden tests purged from the kernel and redacted from every output,
+# and the cells it can graded when a submission hangs or kills its kernel. SaveScoresFromErrors: a test
+# cell's score is whether it raised, nothing it printed (nbgrader's SaveAutoGrades reads a partial score
+# from an execute_result and fails a cell on any stderr, so a warning or a tqdm bar cost points).
 c.Autograde.autograde_preprocessors = [
-    GradingExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveAutoGrades,
+    GradingExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, SaveScoresFromErrors,
     AssignLatePenalties, CheckCellMetadata,
 ]
 
-# --- Harmless stderr (torch/ipykernel warnings) must not turn a correct answer into a failure -----
+# --- Harmless stderr (torch/ipykernel warnings) is dropped from the graded notebook and the feedback --
+# (scores no longer depend on stderr; this only keeps the feedback readable)
 c.IgnorePattern.enabled = True
 c.IgnorePattern.pattern = r"(Warning|warn\(|^\s*$|\[W\d+ |UserWarning|FutureWarning|DeprecationWarning)"
 

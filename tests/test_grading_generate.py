@@ -14,7 +14,8 @@ import nbformat
 import pytest
 
 from cvcourse.grading.feedback import BEGIN, END
-from cvcourse.grading.generate import SOLUTION_MARKERS, generate, list_assignments, nbgrader_cmd, nbgrader_env
+from cvcourse.grading.course import list_assignments, nbgrader_cmd, nbgrader_env
+from cvcourse.grading.generate import SOLUTION_MARKERS, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = ROOT / "assignments"

@@ -299,3 +299,128 @@ def test_dispatcher_level_calls_are_refused_and_plain_convolution_is_not():
     out = checks.call(lambda a: F.conv2d(a, weight, padding=1), x)
     torch.testing.assert_close(out, F.conv2d(x, weight, padding=1))
     torch.testing.assert_close(torch.ops.aten.max_unpool2d(pooled, idx, [4, 4]), F.max_unpool2d(pooled, idx, 2, output_size=(4, 4)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Isolation of the host, of other students and of the hidden tests (issue 14, section 1), and scores
+# that come only from whether a test cell raised (section 2 and 4).
+# ---------------------------------------------------------------------------------------------------
+
+from cvcourse.grading import course, execute  # noqa: E402
+
+
+def test_copy_back_takes_only_regular_files_and_never_follows_a_link(tmp_path):
+    scratch, dest, outside = tmp_path / "scratch", tmp_path / "dest", tmp_path / "outside.txt"
+    scratch.mkdir()
+    dest.mkdir()
+    outside.write_text("host")
+    (scratch / "result.txt").write_text("mine")
+    (scratch / "sub").mkdir()
+    (scratch / "sub" / "deep.txt").write_text("deep")
+    (scratch / "link").symlink_to(outside)
+    (scratch / "dirlink").symlink_to(tmp_path)
+    (scratch / "a").write_text("x")
+    os.link(scratch / "a", scratch / "b")
+    os.mkfifo(scratch / "pipe")
+    (scratch / "forged.ipynb").write_text("{}")
+    (dest / "planted").symlink_to(outside)  # a link already in the destination is never written through
+    (scratch / "planted").write_text("overwrite?")
+    refused = execute.copy_back(scratch, dest)
+    assert (dest / "result.txt").read_text() == "mine" and (dest / "sub" / "deep.txt").read_text() == "deep"
+    assert outside.read_text() == "host"
+    for name in ("link", "dirlink", "a", "b", "pipe", "forged.ipynb"):
+        assert not os.path.lexists(dest / name), name
+    text = "\n".join(refused)
+    for what in ("link: a symbolic link", "dirlink: a symbolic link", "a: a hard link", "b: a hard link",
+                 "pipe: a fifo", "forged.ipynb: a notebook", "planted: the submission folder has a non-file"):
+        assert what in text, (what, refused)
+
+
+def test_scratch_copy_has_no_notebook_and_no_links(tmp_path):
+    folder = tmp_path / "autograded" / "alice" / "a"
+    folder.mkdir(parents=True)
+    (folder / "a.ipynb").write_text("### BEGIN HIDDEN TESTS")
+    (folder / "data.csv").write_text("1,2")
+    (folder / "link").symlink_to("/etc/passwd")
+    scratch = execute.make_scratch(folder)
+    try:
+        assert sorted(os.listdir(scratch)) == ["data.csv"]
+    finally:
+        import shutil
+
+        shutil.rmtree(scratch)
+
+
+def _hidden_nb():
+    test = nbformat.v4.new_code_cell("assert f(1) == 1\n### BEGIN HIDDEN TESTS\nassert f(12345) == 'secret-answer'\n"
+                                     "### END HIDDEN TESTS")
+    test.metadata["nbgrader"] = {"grade": True, "grade_id": "t", "points": 1, "locked": True}
+    answer = nbformat.v4.new_code_cell("def f(x):\n    return x")
+    answer.metadata["nbgrader"] = {"solution": True, "grade_id": "f"}
+    return nbformat.v4.new_notebook(cells=[answer, test])
+
+
+def test_outputs_quoting_hidden_tests_are_redacted_wherever_they_are():
+    nb = _hidden_nb()
+    secrets = execute.hidden_test_lines(nb)
+    assert secrets == {"assertf(12345)==secret-answer"}  # the visible line is no secret
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text="ok\n"),
+                           nbformat.v4.new_output("display_data", data={"text/plain": repr(nb.cells[1].source)})]
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=json.dumps(nb.cells[1].source)),
+                           nbformat.v4.new_output("error", ename="AssertionError", evalue="",
+                                                  traceback=["----> 3 assert f(12345) == 'secret-answer'"])]
+    messages = execute.redact_outputs(nb, secrets)
+    assert nb.cells[0].outputs[0].text == "ok\n"
+    assert execute.REDACTED in nb.cells[0].outputs[1].text
+    assert execute.REDACTED in nb.cells[1].outputs[0].text
+    assert nb.cells[1].outputs[1].traceback == ["AssertionError: "]  # its own traceback: cut, not flagged
+    assert nb.cells[1].outputs[1].output_type == "error"
+    assert [m.split(":")[0] for m in messages] == ["f", "t"]
+
+
+def test_sandbox_maps_the_kernel_to_an_unprivileged_uid(tmp_path):
+    cmd = sandbox.bwrap_command(str(_conn(tmp_path)), cwd=str(tmp_path), env={"PATH": "/usr/bin"})
+    if os.geteuid() == 0:  # root drops to 65534 for real inside; a user namespace would keep root's files root's
+        drop = cmd[cmd.index("-c") + 1]
+        assert "setresuid(65534, 65534, 65534)" in drop and "setgroups([])" in drop
+        assert cmd[cmd.index("--cap-drop") + 1:cmd.index("--cap-drop") + 5] == [
+            "ALL", "--cap-add", "CAP_SETUID", "--cap-add"]
+    else:
+        pairs = list(zip(cmd, cmd[1:]))
+        assert "--unshare-user" in cmd and ("--uid", "65534") in pairs and ("--gid", "65534") in pairs
+
+
+def test_sandbox_refuses_a_connection_folder_that_is_not_fresh(tmp_path):
+    conn = _conn(tmp_path)
+    (conn.parent / "planted").mkdir()
+    with pytest.raises(sandbox.SandboxError, match="not fresh"):
+        sandbox.bwrap_command(str(conn), cwd=str(tmp_path))
+
+
+def test_repo_root_needs_no_editable_install(tmp_path, monkeypatch):
+    checkout = tmp_path / "course"
+    (checkout / "assignments").mkdir(parents=True)
+    (checkout / "assignments" / "nbgrader_config.py").write_text("")
+    monkeypatch.delenv(course.ROOT_ENV, raising=False)
+    assert course.repo_root(checkout) == checkout.resolve()
+    assert course.repo_root(checkout / "assignments") == checkout.resolve()
+    monkeypatch.setenv(course.ROOT_ENV, str(checkout))
+    assert course.repo_root() == checkout.resolve()
+    monkeypatch.delenv(course.ROOT_ENV)
+    monkeypatch.chdir(checkout / "assignments")
+    assert course.repo_root() == checkout.resolve()
+    # an installed package (no checkout around it) outside any checkout: a clear error
+    monkeypatch.setattr(course, "__file__", str(tmp_path / "site-packages" / "cvcourse" / "grading" / "course.py"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(course.CourseNotFoundError, match="--course"):
+        course.repo_root()
+    with pytest.raises(course.CourseNotFoundError, match="holds no assignments"):
+        course.repo_root(tmp_path)
+
+
+def test_command_line_reports_a_missing_course(tmp_path, capsys, monkeypatch):
+    from cvcourse.grading.__main__ import main
+
+    monkeypatch.delenv(course.ROOT_ENV, raising=False)
+    assert main(["generate", "--course", str(tmp_path)]) == 2
+    assert "holds no assignments/nbgrader_config.py" in capsys.readouterr().err

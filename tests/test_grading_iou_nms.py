@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from cvcourse.grading.generate import nbgrader_cmd, nbgrader_env
+from cvcourse.grading.course import nbgrader_cmd, nbgrader_env
 from grading_harness import autograde, submission_files
 
 pytestmark = pytest.mark.slow

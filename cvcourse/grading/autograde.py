@@ -6,7 +6,9 @@ once in a throw-away course folder, copies that folder (with its gradebook) once
 the students out round-robin and runs one ``nbgrader autograde`` per worker at the same time; every
 worker has its own gradebook and kernel runtime folder, so they never share state. Scores are read
 back from each worker's gradebook; error outputs written by
-:class:`cvcourse.grading.execute.GradingExecute` (a dead or hung kernel) flag the student for a look.
+:class:`cvcourse.grading.execute.GradingExecute` (a dead or hung kernel) and its report (links and
+other non-files the code left in its folder, outputs that quoted hidden tests) flag the student for
+a look. :func:`collect_submissions` finds the submissions in a folder.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from pathlib import Path
 
 import nbformat
 
-from cvcourse.grading.execute import FLAG_NAMES
-from cvcourse.grading.generate import make_course, nbgrader_cmd, nbgrader_env, repo_root
+from cvcourse.grading.course import make_course, nbgrader_cmd, nbgrader_env, repo_root
+from cvcourse.grading.execute import FLAG_NAMES, read_report
 
 
 @dataclass
@@ -62,7 +64,10 @@ def _read_results(course: Path, assignment: str, students: list[str]) -> dict[st
                     if grade.max_score:
                         score = grade.score if grade.score is not None else 0.0
                         res.scores[grade.name] = (float(score), float(grade.max_score))
-            graded_nbs = sorted((course / "autograded" / student / assignment).glob("*.ipynb"))
+            graded_dir = course / "autograded" / student / assignment
+            graded_nbs = sorted(graded_dir.glob("*.ipynb"))
+            for notebook, messages in sorted(read_report(graded_dir).items()):
+                res.flags += [f"{notebook}: {m}" for m in messages]
             if not graded_nbs:
                 res.flags.append("not graded: nbgrader autograde failed on this notebook (see the nbgrader log)")
             for path in graded_nbs:
@@ -93,6 +98,31 @@ def _worker(base: Path, workdir: Path, assignment: str, notebooks: dict[str, dic
     for res in results.values():
         res.seconds = elapsed / max(1, len(notebooks))
     return results, proc.stdout + proc.stderr
+
+
+def collect_submissions(assignment: str, folder: Path,
+                        release_dir: Path) -> dict[str, dict[str, nbformat.NotebookNode]]:
+    """The submissions in ``folder`` as ``{student: {notebook_name: notebook}}``.
+
+    Accepts ``folder/<student>/<assignment>/*.ipynb`` (nbgrader's ``submitted/`` layout),
+    ``folder/<student>/*.ipynb``, ``folder/<student>.ipynb`` (named after the release notebook) and
+    ``.py`` sample submission files (:mod:`cvcourse.grading.submissions`).
+    """
+    from cvcourse.grading.submissions import build_submission  # noqa: PLC0415
+
+    found: dict[str, dict[str, nbformat.NotebookNode]] = {}
+    for entry in sorted(Path(folder).iterdir()):
+        if entry.is_dir():
+            inner = entry / assignment if (entry / assignment).is_dir() else entry
+            nbs = sorted(inner.glob("*.ipynb"))
+            if nbs:
+                found[entry.name] = {p.name: nbformat.read(p, as_version=4) for p in nbs}
+        elif entry.suffix == ".ipynb":
+            release = sorted(Path(release_dir).glob("*.ipynb"))
+            found[entry.stem] = {release[0].name: nbformat.read(entry, as_version=4)}
+        elif entry.suffix == ".py":
+            found[entry.stem] = build_submission(Path(release_dir), entry)
+    return found
 
 
 def grade_batch(assignment: str, notebooks: dict[str, dict[str, nbformat.NotebookNode]], *,

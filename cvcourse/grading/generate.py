@@ -14,62 +14,16 @@ the committed trees equal a fresh regeneration and that nothing secret leaks int
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import nbformat
 
+from cvcourse.grading.course import list_assignments, make_course, repo_root
 from cvcourse.grading.feedback import strip_hidden_tests
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
-
-
-def repo_root() -> Path:
-    """The checkout root (the folder holding ``assignments/``)."""
-    return Path(__file__).resolve().parents[2]
-
-
-def nbgrader_cmd() -> list[str]:
-    """How to call nbgrader with the running interpreter."""
-    return [sys.executable, "-m", "nbgrader"]
-
-
-def nbgrader_env(env: dict | None = None) -> dict:
-    """The environment for nbgrader subprocesses: this interpreter's ``bin/`` first on ``PATH``
-    (nbgrader runs the ``alembic`` script when it creates a gradebook)."""
-    env = dict(os.environ if env is None else env)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    return env
-
-
-def list_assignments(assignments_dir: Path) -> list[str]:
-    """Names of the assignments in ``<assignments_dir>/source``."""
-    return sorted(p.name for p in (assignments_dir / "source").iterdir() if p.is_dir() and not p.name.startswith("."))
-
-
-def make_course(assignments_dir: Path, course: Path, assignments: list[str]) -> Path:
-    """A fresh nbgrader course folder at ``course`` with the config and the sources, assignments generated.
-
-    Returns:
-        ``course``; it holds ``gradebook.db`` and ``release/``.
-    """
-    course.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(assignments_dir / "nbgrader_config.py", course / "nbgrader_config.py")
-    for name in assignments:
-        dst = course / "source" / name
-        if dst.exists():
-            shutil.rmtree(dst)
-        shutil.copytree(assignments_dir / "source" / name, dst,
-                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-        proc = subprocess.run(nbgrader_cmd() + ["generate_assignment", name, "--force", "--log-level=WARN"],
-                              cwd=course, capture_output=True, text=True, env=nbgrader_env())
-        if proc.returncode != 0:
-            raise RuntimeError(f"nbgrader generate_assignment {name} failed:\n{proc.stdout}\n{proc.stderr}")
-    return course
 
 
 def solution_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -89,6 +43,8 @@ def solution_notebook(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 def generate(assignments_dir: Path | None = None, solutions_dir: Path | None = None,
              assignments: list[str] | None = None) -> list[Path]:
     """Rewrite ``release/<a>`` and ``solutions/<a>`` for every (or the named) assignment.
+
+    ``assignments_dir`` defaults to the ``assignments/`` of :func:`cvcourse.grading.course.repo_root`.
 
     Returns:
         The folders written.
