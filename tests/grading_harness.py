@@ -11,7 +11,8 @@ Usage in a test module (see tests/test_grading_iou_nms.py)::
 ``autograde(assignment, submissions, *, jobs=2, timeout=None, sandbox=True)`` takes
 ``{student_name: Path}`` where each path is a submission file and returns
 ``{student_name: StudentResult}`` (``.scores``, ``.total``, ``.max_total``, ``.flags`` — why a
-human should look: kernel died, timeout —, ``.errors`` — grade_id to the last line of its error —
+human should look: kernel died, timeout, links or fifos the code left in its folder, outputs that
+quoted hidden tests —, ``.errors`` — grade_id to the last line of its error —
 and ``.seconds``). It builds a temporary nbgrader course (a copy of ``assignments/nbgrader_config.py``
 and ``assignments/source/<assignment>``, generated with ``nbgrader generate_assignment``), builds
 each student's notebook from the committed RELEASE notebook, and runs the real

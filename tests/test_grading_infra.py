@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -103,9 +104,10 @@ def test_sandboxed_kernel_sees_only_its_folder(tmp_path):
     sandbox.ensure_kernel()
     work = tmp_path / "course" / "autograded" / "alice" / "a"
     work.mkdir(parents=True)
+    sandbox.hand_to_sandbox(work)
     (tmp_path / "course" / "gradebook.db").write_text("secret")
     probe = textwrap.dedent(f"""
-        import json, os, pathlib, socket
+        import json, os, pathlib, socket, sys
         r = {{}}
         r["gradebook"] = os.path.exists({str(tmp_path / 'course' / 'gradebook.db')!r})
         r["repo_source"] = os.path.exists({str(ROOT / 'assignments' / 'source')!r})
@@ -113,6 +115,15 @@ def test_sandboxed_kernel_sees_only_its_folder(tmp_path):
         r["cwd_writable"] = os.access(os.getcwd(), os.W_OK)
         r["venv_writable"] = os.access({str(Path(sys.prefix) / 'bin')!r}, os.W_OK)
         r["env_secret"] = "CVCOURSE_TEST_SECRET" in os.environ
+        r["uid"], r["gid"] = os.getuid(), os.getgid()
+        try:
+            open("/etc/shadow").read(1); r["shadow"] = True
+        except OSError:
+            r["shadow"] = False
+        open("written_by_kernel.txt", "w").write("ok")
+        conn = sys.argv[sys.argv.index("-f") + 1]
+        r["conn_dir"] = os.path.dirname(conn)
+        r["runtime_siblings"] = os.listdir(os.path.dirname(os.path.dirname(conn)))
         try:
             socket.create_connection(("1.1.1.1", 53), timeout=2); r["net"] = True
         except OSError:
@@ -125,18 +136,25 @@ def test_sandboxed_kernel_sees_only_its_folder(tmp_path):
         from jupyter_client.manager import KernelManager
         from traitlets.config import Config
         from cvcourse.grading.sandbox import configure
+        import asyncio
         c = Config(); configure(c)
-        km = KernelManager(kernel_name=c.Execute.kernel_name, config=c)
-        km.start_kernel(cwd={str(work)!r})
-        kc = km.client(); kc.start_channels()
-        out = []
-        try:
-            kc.wait_for_ready(timeout=120)
-            kc.execute_interactive({probe!r}, timeout=120,
-                                   output_hook=lambda m: out.append(m["content"].get("text", "")))
-        finally:
-            km.shutdown_kernel(now=True)
-        print("RESULT" + "".join(out))
+        async def run():
+            out = []
+            km = c.Execute.kernel_manager_class(kernel_name=c.Execute.kernel_name, config=c)
+            await km.start_kernel(cwd={str(work)!r})
+            kc = km.client(); kc.start_channels()
+            try:
+                await kc.wait_for_ready(timeout=120)
+                await kc.execute_interactive({probe!r}, timeout=120,
+                                             output_hook=lambda m: out.append(m["content"].get("text", "")))
+            finally:
+                await km.shutdown_kernel(now=True)
+            return "".join(out)
+        first = json.loads(asyncio.run(run()))
+        second = json.loads(asyncio.run(run()))
+        first["conn_dir_removed"] = not os.path.exists(first["conn_dir"])
+        first["second_conn_dir"] = second["conn_dir"]
+        print("RESULT" + json.dumps(first))
     """)
     env = {**os.environ, "CVCOURSE_TEST_SECRET": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
@@ -144,7 +162,11 @@ def test_sandboxed_kernel_sees_only_its_folder(tmp_path):
     assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
     r = json.loads(line[0][len("RESULT"):])
     assert r == {**r, "gradebook": False, "repo_source": False, "cwd_writable": True, "venv_writable": False,
-                 "env_secret": False, "net": False}, r
+                 "env_secret": False, "net": False, "uid": 65534, "gid": 65534, "shadow": False}, r
+    assert (work / "written_by_kernel.txt").read_text() == "ok"
+    # each kernel start: its own fresh folder, removed afterwards, and no other kernel's folder in sight
+    assert r["conn_dir_removed"] and r["second_conn_dir"] != r["conn_dir"], r
+    assert r["runtime_siblings"] == [os.path.basename(r["conn_dir"])], r
     assert max(r["pids"]) < 10, f"the kernel sees other processes: {r['pids']}"
 
 
@@ -424,3 +446,91 @@ def test_command_line_reports_a_missing_course(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv(course.ROOT_ENV, raising=False)
     assert main(["generate", "--course", str(tmp_path)]) == 2
     assert "holds no assignments/nbgrader_config.py" in capsys.readouterr().err
+
+
+# --- The same, end to end: the attack samples graded with the real `nbgrader autograde` in the sandbox ---
+
+ATTACKS = ["attack_hidden_leak", "attack_links", "attack_runtime", "forge_execute_result", "correct_stderr"]
+VICTIMS = ["bug_nms_ge", "correct_vectorised"]  # graded after the attacks, in the same worker
+HOST_FILE = Path("/tmp/cvcourse-attack-host-file")  # attack_links links to it
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    """One worker (so every attack runs before the victims, in the same grading process) with and
+    without the attack samples."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(ROOT / "tests"))
+    from grading_harness import autograde, submission_files
+
+    HOST_FILE.write_text("host secret")
+    HOST_FILE.chmod(0o600)
+    keep = tmp_path_factory.mktemp("attacked")
+    with_attacks = autograde("iou_nms", submission_files("iou_nms", ATTACKS + VICTIMS), jobs=1, timeout=40, keep=keep)
+    host_after = (HOST_FILE.read_text(), HOST_FILE.stat().st_mode & 0o777)
+    without = autograde("iou_nms", submission_files("iou_nms", VICTIMS), jobs=1, timeout=40)
+    return with_attacks, without, keep / "worker0", host_after
+
+
+@pytest.mark.slow
+def test_a_batch_with_attacks_grades_everyone_else_as_without_them(attacked):
+    with_attacks, without, _, _ = attacked
+    for name in VICTIMS:
+        a, b = with_attacks[name], without[name]
+        assert (a.scores, a.errors, a.flags) == (b.scores, b.errors, b.flags), name
+    assert with_attacks["correct_vectorised"].total == 18 and with_attacks["bug_nms_ge"].total < 18
+    # the runtime attack itself is graded (its code is right) and stopped no later kernel
+    assert with_attacks["attack_runtime"].total == with_attacks["attack_runtime"].max_total
+
+
+@pytest.mark.slow
+def test_links_out_of_the_submission_folder_reach_nothing(attacked):
+    with_attacks, _, worker, host_after = attacked
+    assert host_after == ("host secret", 0o600)  # not written, not chmod-ed through host_link
+    victim = (worker / "submitted" / "correct_vectorised" / "iou_nms" / "iou_nms.ipynb").read_text()
+    assert "_victim" not in victim  # not overwritten by the attacker's graded notebook
+    graded = worker / "autograded" / "attack_links" / "iou_nms"
+    for folder, dirs, files in os.walk(graded):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(folder, name))
+            assert stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_nlink == 1), name
+    assert (graded / "notes.txt").read_text() == "an ordinary file the student wrote"  # regular files come back
+    flags = "\n".join(with_attacks["attack_links"].flags)
+    for what in ("iou_nms.ipynb: a symbolic link", "host_link: a symbolic link", "etc_link: a symbolic link",
+                 "hard_a: a hard link", "pipe: a fifo"):
+        assert what in flags, flags
+    assert with_attacks["attack_links"].total == 18
+
+
+@pytest.mark.slow
+def test_hidden_tests_never_reach_the_feedback(attacked):
+    from cvcourse.grading.course import nbgrader_cmd, nbgrader_env
+    import html as html_lib
+    import re
+
+    with_attacks, _, worker, _ = attacked
+    res = with_attacks["attack_hidden_leak"]
+    assert res.total == res.max_total, res.errors  # correct code: redaction never costs points
+    assert any("quoted hidden-test code" in f for f in res.flags), res.flags
+    proc = subprocess.run(nbgrader_cmd() + ["generate_feedback", "iou_nms", "--student=attack_hidden_leak", "--force"],
+                          cwd=worker, capture_output=True, text=True, env=nbgrader_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    page = (worker / "feedback" / "attack_hidden_leak" / "iou_nms" / "iou_nms.html").read_text()
+    text = execute._squash(re.sub(r"<[^>]*>", "", html_lib.unescape(page)))
+    secrets = execute.hidden_test_lines(nbformat.read(ROOT / "assignments" / "source" / "iou_nms" / "iou_nms.ipynb",
+                                                      as_version=4))
+    assert len(secrets) > 50
+    leaked = [s for s in secrets if "<" not in s and ">" not in s and s in text]
+    assert not leaked, leaked[:5]
+    assert execute.REDACTED in page
+
+
+@pytest.mark.slow
+def test_scores_come_only_from_whether_the_test_raised(attacked):
+    with_attacks, _, _, _ = attacked
+    forged = with_attacks["forge_execute_result"]
+    assert forged.scores["test_box_area"][0] == 0, forged.scores  # its execute_result of 100 does not count
+    assert all(score == top for gid, (score, top) in forged.scores.items() if gid != "test_box_area"), forged.scores
+    chatty = with_attacks["correct_stderr"]
+    assert chatty.total == chatty.max_total and not chatty.flags, (chatty.errors, chatty.flags)

@@ -1,12 +1,15 @@
 """Grading tools for the course's nbgrader assignments (see README.md, "For instructors").
 
 * :mod:`cvcourse.grading.sandbox` — the bubblewrap kernel that ``nbgrader autograde`` uses;
-* :mod:`cvcourse.grading.execute` — nbgrader's execute step, robust to hung or crashed kernels;
+* :mod:`cvcourse.grading.execute` — nbgrader's execute step (scratch folder, hidden tests purged and
+  redacted, robust to hung or crashed kernels) and scores taken only from errors;
+* :mod:`cvcourse.grading.course` — find the course checkout, call nbgrader, build a course folder;
 * :mod:`cvcourse.grading.feedback` — feedback without hidden test code;
 * :mod:`cvcourse.grading.checks` — trusted comparisons, tamper and library-call checks for hidden tests;
 * :mod:`cvcourse.grading.generate` — regenerate ``assignments/release`` and ``solutions``;
 * :mod:`cvcourse.grading.submissions` — sample submissions as ``.py`` files;
-* :mod:`cvcourse.grading.autograde` — grade a batch in parallel and read the scores back.
+* :mod:`cvcourse.grading.autograde` — find submissions, grade a batch in parallel, read the scores back;
+* :mod:`cvcourse.grading.table` — the grade table and CSV.
 
 Command line: ``python -m cvcourse.grading {install-kernel,generate,grade}``. Nothing is imported
 here eagerly, so ``import cvcourse.grading.checks`` inside the sandbox stays light.

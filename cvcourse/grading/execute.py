@@ -10,7 +10,8 @@
   singly linked files come back (:func:`copy_back`), never through or as a link. Symbolic links, hard
   links, fifos, sockets and devices that student code made, and notebooks it wrote, are not copied
   and are reported for a look. The course folder and the real submission folder are hidden from the
-  kernel (``CVCOURSE_SANDBOX_HIDE``).
+  kernel (``CVCOURSE_SANDBOX_HIDE``). Only with the sandbox kernel: the explicitly unsafe
+  unsandboxed mode executes in nbgrader's folder, as plain nbgrader does.
 * **Hidden tests out of reach.** A hidden-test cell (a graded cell with ``### BEGIN HIDDEN TESTS``)
   runs with ``store_history=False`` (not in ``In``/``_ih``/the history), and after it a silent
   request purges what IPython keeps of it (its ``linecache`` entry, ``sys.last_traceback`` and
@@ -55,7 +56,7 @@ from nbgrader.preprocessors import Execute, SaveAutoGrades
 from traitlets import Float, Integer
 
 from cvcourse.grading.feedback import BEGIN, END
-from cvcourse.grading.sandbox import _course_root, _project_root, hand_to_sandbox
+from cvcourse.grading.sandbox import KERNEL_NAME, _course_root, _project_root, hand_to_sandbox
 
 #: Error names written into cells that could not be graded normally.
 FLAG_NAMES = ("KernelDied", "NotRun", "CellTimeoutError")
@@ -393,8 +394,10 @@ class GradingExecute(Execute):
         resources = resources if resources is not None else {}
         meta = resources.setdefault("metadata", {})
         folder = meta.get("path")
-        if not folder:
-            return super().preprocess(nb, resources, km)
+        if not folder or self.kernel_name != KERNEL_NAME:  # unsandboxed (unsafe local checks): nbgrader's way
+            nb, resources = super().preprocess(nb, resources, km)
+            redact_outputs(nb, hidden_test_lines(nb))
+            return nb, resources
         folder = str(Path(folder).resolve())
         course = _course_root(Path(folder))
         self._hide = tuple(str(p) for p in dict.fromkeys([folder, course, course and _project_root(course)]) if p)

@@ -10,8 +10,9 @@ _conn = sys.argv[sys.argv.index("-f") + 1]
 _folder = os.path.dirname(_conn)
 os.remove(_conn)
 os.mkdir(_conn)
-for _i in range(1, 8):
-    os.makedirs(os.path.join(_folder, f"kernel-{_i}"), exist_ok=True)
+for _i in range(1, 12):
+    if not os.path.lexists(os.path.join(_folder, f"kernel-{_i}")):  # (1-5 are this kernel's own sockets)
+        os.mkdir(os.path.join(_folder, f"kernel-{_i}"))
 for _sib in os.listdir(os.path.dirname(_folder)):
     _path = os.path.join(os.path.dirname(_folder), _sib)
     if os.path.isdir(_path) and _path != _folder:
