@@ -9,7 +9,8 @@
 import os, pathlib
 
 _here = pathlib.Path.cwd()
-_victim = _here.parents[2] / "submitted" / "correct_vectorised" / "iou_nms" / "iou_nms.ipynb"
+_course = _here.parents[2] if len(_here.parents) > 2 else _here  # autograded/<me>/iou_nms -> the course
+_victim = _course / "submitted" / "correct_vectorised" / "iou_nms" / "iou_nms.ipynb"
 for _name, _target in [("iou_nms.ipynb", _victim), ("host_link", "/tmp/cvcourse-attack-host-file"),
                        ("etc_link", "/etc")]:
     if os.path.lexists(_name):
