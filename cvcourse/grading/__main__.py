@@ -70,7 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--keep", type=Path, help="keep the autograded notebooks and gradebooks here")
     a.add_argument("--timeout", type=int, help="per-cell timeout in seconds (default: nbgrader_config.py)")
     a.add_argument("--no-sandbox", action="store_true", help="UNSAFE: run student code unsandboxed")
+    from cvcourse.grading import lms, similarity  # noqa: PLC0415  (after-grading subcommands)
+
+    similarity.register(sub)
+    lms.register(sub)
     args = parser.parse_args(argv)
+    if args.cmd in ("similarity", "lms"):
+        return {"similarity": similarity, "lms": lms}[args.cmd].run(args)
 
     if args.cmd == "install-kernel":
         from cvcourse.grading.sandbox import install_kernel  # noqa: PLC0415
