@@ -97,12 +97,12 @@ def read_gradebook(path: Path, assignment: str) -> list[Grade]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"no gradebook at {path}")
     with Gradebook(f"sqlite:///{Path(path).resolve()}") as gb:
-        try:
-            subs = gb.assignment_submissions(assignment)
-        except Exception as exc:  # nbgrader raises MissingEntry for an unknown assignment
-            raise ValueError(f"gradebook {path} has no assignment {assignment!r}: {exc}") from None
+        names = sorted(a.name for a in gb.assignments)
+        if assignment not in names:
+            raise ValueError(f"gradebook {path} has no assignment {assignment!r}; it has {names}")
         out = [Grade(s.student_id, float(s.score), float(s.max_score),
-                     "needs manual grading" if s.needs_manual_grade else "") for s in subs]
+                     "needs manual grading" if s.needs_manual_grade else "")
+               for s in gb.assignment_submissions(assignment)]
     if not out:
         raise ValueError(f"gradebook {path} has no submission of {assignment!r}")
     return out
