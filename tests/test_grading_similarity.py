@@ -164,7 +164,9 @@ def test_command_writes_csv_and_html_and_exits_1_when_flagged(class_folder, tmp_
     rows = list(csv.DictReader(open(tmp_path / "pairs.csv")))
     assert {(r["task"], r["student_a"], r["student_b"]) for r in rows} >= {("nms", "copier", "correct_loops")}
     assert len(rows) == 5
-    assert "5 near-copy pair(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "5 near-copy answer(s) in 2 pair(s) of students" in out
+    assert "copier ~ correct_loops: 4/4 tasks" in out
     assert "copier" in (tmp_path / "pairs.html").read_text()
 
 
@@ -177,3 +179,11 @@ def test_bad_arguments_are_refused():
         similarity.normalise(None)
     with pytest.raises(FileNotFoundError, match="no release notebook"):
         similarity.load_class(ROOT, ROOT / "nowhere")
+
+
+def test_a_file_that_is_not_a_notebook_is_skipped_not_fatal(tmp_path, caplog):
+    (tmp_path / "forger.ipynb").write_text("{not json")
+    shutil.copy(SAMPLES / "correct_loops.py", tmp_path / "correct_loops.py")
+    answers = similarity.load_class(tmp_path, RELEASE, "iou_nms")
+    assert list(answers) == ["correct_loops"]
+    assert "skipped" in caplog.text and "forger.ipynb" in caplog.text

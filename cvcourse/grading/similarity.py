@@ -41,6 +41,7 @@ import csv
 import html
 import io
 import keyword
+import logging
 import tokenize
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ from pathlib import Path
 
 import nbformat
 
+log = logging.getLogger(__name__)
 K = 6  # tokens per shingle
 BUILTINS = frozenset(dir(builtins))
 _SKIP = (ast.expr_context,)  # Load / Store / Del carry no information
@@ -188,11 +190,11 @@ def answers_of(nb: nbformat.NotebookNode, release_nb: nbformat.NotebookNode) -> 
         gid = _meta(cell).get("grade_id") or by_cell_id.get(cell.get("id"))
         if gid in ids:
             current = gid
-            out.setdefault(gid, []).append(cell.source)
+            out.setdefault(gid, []).append(cell.get("source", ""))
         elif gid:  # a locked or test cell of the release: ends the answer
             current = None
-        elif current is not None and cell.source.strip() not in release_sources:
-            out[current].append(cell.source)
+        elif current is not None and cell.get("source", "").strip() not in release_sources:
+            out[current].append(cell.get("source", ""))
     return {gid: "\n\n".join(parts) for gid, parts in out.items()}
 
 
@@ -218,15 +220,18 @@ def load_class(folder: Path, release_dir: Path, assignment: str | None = None) -
     first = next(iter(release))
     found: dict[str, dict[str, nbformat.NotebookNode]] = {}
     for entry in sorted(folder.iterdir()):
-        if entry.is_dir():
-            inner = entry / assignment if (entry / assignment).is_dir() else entry
-            nbs = {p.name: nbformat.read(p, as_version=4) for p in sorted(inner.glob("*.ipynb"))}
-            if nbs:
-                found[entry.name] = nbs
-        elif entry.suffix == ".ipynb":
-            found[entry.stem] = {first: nbformat.read(entry, as_version=4)}
-        elif entry.suffix == ".py":
-            found[entry.stem] = build_submission(release_dir, entry)
+        try:
+            if entry.is_dir():
+                inner = entry / assignment if (entry / assignment).is_dir() else entry
+                nbs = {p.name: nbformat.read(p, as_version=4) for p in sorted(inner.glob("*.ipynb"))}
+                if nbs:
+                    found[entry.name] = nbs
+            elif entry.suffix == ".ipynb":
+                found[entry.stem] = {first: nbformat.read(entry, as_version=4)}
+            elif entry.suffix == ".py":
+                found[entry.stem] = build_submission(release_dir, entry)
+        except (ValueError, KeyError, AttributeError, OSError) as exc:  # not a notebook (JSON or nbformat error)
+            log.warning("skipped %s: not a readable notebook (%s: %s)", entry, type(exc).__name__, exc)
     prefix = len(release) > 1
     out: dict[str, dict[str, str]] = {}
     for student, nbs in found.items():
@@ -323,12 +328,19 @@ def write_csv(matches: list[Match], path: Path) -> None:
             w.writerow([m.task, m.student_a, m.student_b, f"{m.similarity:.3f}", m.shared, m.size_a, m.size_b])
 
 
-def format_summary(matches: list[Match], n_students: int, n_tasks: int) -> str:
-    """Plain-text summary: one line per flagged pair and task, then per student how often flagged."""
-    lines = [f"{n_students} students, {n_tasks} tasks: {len(matches)} near-copy pair(s) flagged"]
+def format_summary(matches: list[Match], n_students: int, n_tasks: int, limit: int = 40) -> str:
+    """Plain-text summary: one line per pair of students (the tasks they share, with the similarity),
+    pairs sharing the most tasks first; at most ``limit`` lines (the CSV and HTML have them all)."""
+    pairs: dict[tuple[str, str], list[Match]] = defaultdict(list)
     for m in matches:
-        lines.append(f"  {m.task:<20} {m.student_a} ~ {m.student_b}  similarity {m.similarity:.2f}"
-                     f" ({m.shared} shared of {m.size_a}/{m.size_b})")
+        pairs[m.student_a, m.student_b].append(m)
+    order = sorted(pairs.items(), key=lambda kv: (-len(kv[1]), -sum(m.similarity for m in kv[1]), kv[0]))
+    lines = [f"{n_students} students, {n_tasks} tasks: {len(matches)} near-copy answer(s) in {len(pairs)} pair(s) of students"]
+    for (a, b), ms in order[:limit]:
+        tasks = ", ".join(f"{m.task} {m.similarity:.2f}" for m in sorted(ms, key=lambda m: m.task))
+        lines.append(f"  {a} ~ {b}: {len(ms)}/{n_tasks} tasks ({tasks})")
+    if len(order) > limit:
+        lines.append(f"  ... {len(order) - limit} more pair(s): see --csv / --html")
     return "\n".join(lines)
 
 
