@@ -10,6 +10,7 @@ from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPrep
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern, LimitOutput
 
 from cvcourse.grading.execute import GradingExecute, SaveScoresFromErrors
+from cvcourse.grading.collect import LMSCollector, LMSExtractor
 from cvcourse.grading.feedback import HideHiddenTests
 from cvcourse.grading.sandbox import configure
 
@@ -55,3 +56,7 @@ c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, HideHi
 
 # --- Students' own copies: release/ keeps the cells' ids and checksums for `nbgrader validate` ---
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+
+# --- Collecting LMS downloads: Canvas, Moodle and plain <student>.ipynb names; an empty collection is an error
+c.ZipCollectApp.collector_plugin = LMSCollector
+c.ZipCollectApp.extractor_plugin = LMSExtractor

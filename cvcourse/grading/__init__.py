@@ -9,8 +9,11 @@
 * :mod:`cvcourse.grading.generate` — regenerate ``assignments/release`` and ``solutions``;
 * :mod:`cvcourse.grading.submissions` — sample submissions as ``.py`` files;
 * :mod:`cvcourse.grading.autograde` — find submissions, grade a batch in parallel, read the scores back;
-* :mod:`cvcourse.grading.table` — the grade table and CSV.
+* :mod:`cvcourse.grading.table` — the grade table and CSV;
+* :mod:`cvcourse.grading.collect` — ``nbgrader zip_collect`` for Canvas/Moodle/plain downloads;
+* :mod:`cvcourse.grading.similarity` — pairwise similarity of answer cells (AST-normalised);
+* :mod:`cvcourse.grading.lms` — grade files that Canvas and Moodle import.
 
-Command line: ``python -m cvcourse.grading {install-kernel,generate,grade}``. Nothing is imported
+Command line: ``python -m cvcourse.grading {install-kernel,generate,grade,similarity,lms}``. Nothing is imported
 here eagerly, so ``import cvcourse.grading.checks`` inside the sandbox stays light.
 """

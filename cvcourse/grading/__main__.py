@@ -4,6 +4,8 @@
     python -m cvcourse.grading generate [ASSIGNMENT ...] [--course DIR]
     python -m cvcourse.grading grade ASSIGNMENT SUBMISSIONS_DIR [--jobs N] [--csv FILE] [--keep DIR]
                                      [--timeout S] [--no-sandbox] [--course DIR]
+    python -m cvcourse.grading similarity ASSIGNMENT SUBMISSIONS_DIR [--html F] [--csv F] [--release DIR]
+    python -m cvcourse.grading lms {canvas,moodle,moodle-gradebook} ASSIGNMENT (--grades CSV | --gradebook DB) -o OUT
 
 The course checkout (the folder holding ``assignments/nbgrader_config.py``) is ``--course``, else
 ``$CVCOURSE_ROOT``, else the current folder or a parent of it (:func:`cvcourse.grading.course.repo_root`).
@@ -38,11 +40,19 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--no-sandbox", action="store_true", help="UNSAFE: run student code unsandboxed")
     for p in (g, a):
         p.add_argument("--course", type=Path, help="the course checkout (default: $CVCOURSE_ROOT or the current folder)")
+    from cvcourse.grading import lms, similarity  # noqa: PLC0415  (after-grading subcommands)
+
+    similarity.register(sub)
+    lms.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.cmd in ("similarity", "lms"):
+        from cvcourse.grading import lms, similarity  # noqa: PLC0415
+
+        return {"similarity": similarity, "lms": lms}[args.cmd].run(args)
     if args.cmd == "install-kernel":
         from cvcourse.grading.sandbox import install_kernel  # noqa: PLC0415
 
