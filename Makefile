@@ -4,10 +4,13 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cvcourse-installed
 
-.PHONY: lab test setup sandbox bench generate grade clean-venv
+.PHONY: lab test setup sandbox bench generate grade instructor-ui student-ui clean-venv
 
-setup: $(STAMP) sandbox
-	@$(PY) -m cvcourse.grading install-kernel --sys-prefix
+# The grading kernel goes into a private folder of the venv (share/cvcourse/kernels) that only nbgrader's
+# configuration looks in, so students' JupyterLab never lists it; older set-ups put it where Jupyter lists it.
+setup: $(STAMP) sandbox $(VENV)/.cvcourse-ui
+	@rm -rf $(VENV)/share/jupyter/kernels/cvcourse-sandbox
+	@echo "Grading sandbox kernel (for nbgrader only, hidden from JupyterLab): $$($(PY) -m cvcourse.grading install-kernel --sys-prefix)"
 
 # A local virtualenv with the course and its test tools; redone when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -24,8 +27,28 @@ sandbox:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
 
+# Students do not need nbgrader's authoring and grading UI ("Create Assignment", Formgrader, Courses): off by
+# default, once per venv. Instructors: `make instructor-ui` (and `make student-ui` to hide it again).
+NBGRADER_LAB := @jupyter/nbgrader:create-assignment @jupyter/nbgrader:formgrader @jupyter/nbgrader:course-list
+NBGRADER_SERVER := nbgrader.server_extensions.formgrader nbgrader.server_extensions.course_list
+$(VENV)/.cvcourse-ui: $(STAMP)
+	@$(MAKE) --no-print-directory student-ui
+
+student-ui: $(STAMP)
+	@$(VENV)/bin/jupyter labextension disable --level=sys_prefix $(NBGRADER_LAB) >/dev/null 2>&1
+	@$(VENV)/bin/jupyter server extension disable --sys-prefix $(NBGRADER_SERVER) >/dev/null 2>&1
+	@touch $(VENV)/.cvcourse-ui
+	@echo "nbgrader's instructor UI is off (students' default); 'make instructor-ui' turns it on"
+
+instructor-ui: $(STAMP)
+	@$(VENV)/bin/jupyter labextension enable --level=sys_prefix $(NBGRADER_LAB) >/dev/null 2>&1
+	@$(VENV)/bin/jupyter server extension enable --sys-prefix $(NBGRADER_SERVER) >/dev/null 2>&1
+	@touch $(VENV)/.cvcourse-ui
+	@echo "nbgrader's instructor UI is on (Create Assignment, Formgrader, Courses); restart JupyterLab"
+
+# Prints the URL and the mode (fast without a GPU, full with one, unless CVCOURSE_FAST says otherwise).
 lab: setup
-	$(VENV)/bin/jupyter lab lectures
+	@$(PY) -m cvcourse.lab .
 
 # One pytest worker per core, one thread per worker: torch's own threads on top of the workers
 # oversubscribe the cores and make torch code many times slower.

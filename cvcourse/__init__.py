@@ -12,8 +12,8 @@ Modules follow the course's table of contents:
 - ``cvcourse.viz``        plotting helpers
 """
 
-from cvcourse.config import FAST, device, pick, seed_everything
+from cvcourse.config import device, is_fast, pick, seed_everything
 
 __version__ = "0.1.0"
 
-__all__ = ["FAST", "device", "pick", "seed_everything", "__version__"]
+__all__ = ["is_fast", "device", "pick", "seed_everything", "__version__"]

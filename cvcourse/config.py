@@ -1,7 +1,10 @@
 """Course-wide settings, read in one place.
 
-``CVCOURSE_FAST=1`` shrinks data sets and epochs so that every notebook runs in about a minute on a
-2-core CPU (used by CI). Unset, notebooks use their full settings and the best available device.
+Fast mode shrinks data sets and epochs so that every notebook runs in about a minute on a 2-core CPU.
+``CVCOURSE_FAST`` decides it: ``1``/``true``/``yes``/``on`` force fast mode, ``0``/``false``/``no``/``off`` force
+the full settings, and unset (or empty) means *fast on a machine without a GPU, full with one*.
+:func:`is_fast` is the one place that reads it (every call re-reads the environment); :func:`mode` says
+what it chose and why.
 ``CVCOURSE_DATA`` is the cache folder for optional downloaded data sets (default ``~/.cvcourse``).
 """
 
@@ -18,19 +21,43 @@ import torch
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
+def _gpu_available() -> bool:
+    """Whether :func:`device` would pick an accelerator (CUDA or Apple's MPS) rather than the CPU."""
+    return device().type != "cpu"
 
 
-#: True when ``CVCOURSE_FAST`` is set to 1/true/yes/on.
-FAST: bool = _env_flag("CVCOURSE_FAST")
+def mode() -> tuple[bool, str]:
+    """Fast mode on or off, and the reason, e.g. ``(True, "CVCOURSE_FAST unset, no GPU found")``.
+
+    Raises:
+        ValueError: ``CVCOURSE_FAST`` holds something other than 1/0/true/false/yes/no/on/off or nothing.
+    """
+    raw = os.environ.get("CVCOURSE_FAST", "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True, f"CVCOURSE_FAST={raw}"
+    if value in _FALSE:
+        return False, f"CVCOURSE_FAST={raw}"
+    if value:
+        raise ValueError(f"CVCOURSE_FAST must be 1/true/yes/on (fast), 0/false/no/off (full) or unset (fast "
+                         f"without a GPU, full with one), got {raw!r}")
+    if _gpu_available():
+        return False, f"CVCOURSE_FAST unset, GPU found ({device().type})"
+    return True, "CVCOURSE_FAST unset, no GPU found"
 
 
 def is_fast() -> bool:
-    """Whether fast mode is on, re-reading the environment (for code that runs after a change)."""
-    return _env_flag("CVCOURSE_FAST")
+    """Whether fast mode is on (see the module docstring); re-reads ``CVCOURSE_FAST`` at every call."""
+    return mode()[0]
+
+
+def describe_mode() -> str:
+    """One line for people: ``"fast mode (CVCOURSE_FAST unset, no GPU found)"``."""
+    fast, why = mode()
+    return f"{'fast' if fast else 'full'} mode ({why})"
 
 
 def pick(full: T, fast: T) -> T:

@@ -23,6 +23,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 #: Fixed RGB colours (0-1) per class index; index 0 (background) is transparent in :func:`overlay_mask`.
@@ -366,6 +367,7 @@ def plot_history(
         if not drawn:
             raise ValueError(f"no history has 'train_{metric}' or 'val_{metric}'; keys are {sorted(histories[0])}")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers: no tick at 1.5
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

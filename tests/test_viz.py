@@ -148,3 +148,9 @@ def test_plot_history_compares_runs():
         plot_history(relu, metrics=("iou",))
     with pytest.raises(ValueError, match="1 labels for 2 histories"):
         plot_history(relu, tanh, labels=["x"])
+
+
+def test_plot_history_epoch_ticks_are_whole_numbers():
+    fig = plot_history({"train_loss": [1.0, 0.5, 0.4], "val_loss": [1.1, 0.7, 0.6]})
+    ticks = [t for t in fig.axes[0].get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)  # matplotlib's default puts ticks at 1.5, 2.5

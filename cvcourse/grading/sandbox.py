@@ -85,8 +85,12 @@ def kernel_spec() -> dict:
 
 
 def kernel_dir(prefix: str | os.PathLike | None = None) -> Path:
-    """Folder of the kernelspec under ``prefix`` (default ``sys.prefix``)."""
-    return Path(prefix or sys.prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    """Folder of the kernelspec under ``prefix`` (default ``sys.prefix``).
+
+    A private folder (``share/cvcourse/kernels``), not Jupyter's ``share/jupyter/kernels``: students' JupyterLab
+    never lists the grading kernel; :func:`configure` points nbgrader's kernel lookup at it.
+    """
+    return Path(prefix or sys.prefix) / "share" / "cvcourse" / "kernels" / KERNEL_NAME
 
 
 def install_kernel(prefix: str | os.PathLike | None = None) -> Path:
@@ -174,6 +178,8 @@ def configure(c) -> None:  # noqa: ANN001  (a traitlets Config)
     atexit.register(shutil.rmtree, runtime, True)  # the grading process's own folder, gone when it ends
     os.environ["JUPYTER_RUNTIME_DIR"] = runtime  # this grader's kernels' folders live under it
     c.Execute.kernel_name = KERNEL_NAME
+    private = str(kernel_dir().parent.parent)  # <prefix>/share/cvcourse: its kernels/ holds the sandbox kernel
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (private, os.environ.get("JUPYTER_PATH")) if p)
     c.Execute.kernel_manager_class = SandboxKernelManager  # one fresh connection folder per kernel start
     c.KernelManager.transport = "ipc"  # the sandbox has no network: Unix sockets in that folder
 

@@ -3,16 +3,19 @@
 Letters: N, M keypoints of the left and right image; P matches.
 
 :func:`ratio_test_summary` is the tested logic: the matches kept at a ratio threshold and which of them agree
-with the ground-truth disparity. :func:`ratio_test_widget` wires a slider to a plot of those matches.
+with the ground-truth disparity. :func:`plot_ratio_test` draws them and :func:`ratio_test_widget` wires a slider
+to that plot.
 """
 
 from __future__ import annotations
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 from torch import Tensor
 
 from cvcourse.features.matching import match_descriptors, stereo_match_correct
+from cvcourse.widgets.figure import plot_widget
 
 
 def ratio_test_summary(
@@ -37,26 +40,29 @@ def ratio_test_summary(
     return m, ok
 
 
-def ratio_test_widget(image1, image2, kp1, desc1, kp2, desc2, disparity, every: int = 4):
-    """A slider over the ratio threshold; plots the kept matches (green correct, red wrong) and the precision.
+def plot_ratio_test(image1, image2, kp1, desc1, kp2, desc2, disparity, max_ratio: float = 0.8, every: int = 4):
+    """Draw the matches kept at ``max_ratio`` (green correct, red wrong) across the two images; returns the Figure.
 
     ``image1`` / ``image2`` are ``(H, W, 3)`` uint8 arrays of the same height; ``every`` thins the drawn lines.
     """
-    import ipywidgets
-
     both = np.concatenate([np.asarray(image1), np.asarray(image2)], 1)
     offset = np.asarray(image1).shape[1]
+    m, ok = ratio_test_summary(kp1, desc1, kp2, desc2, disparity, max_ratio)
+    fig, ax = plt.subplots(figsize=(12, 4.2))
+    ax.imshow(both)
+    for (i, j), good in list(zip(m.tolist(), ok.tolist()))[::every]:
+        (x1, y1), (x2, y2) = kp1[i, :2].tolist(), kp2[j, :2].tolist()
+        ax.plot([x1, x2 + offset], [y1, y2], color="lime" if good else "red", lw=0.7)
+    precision = ok.float().mean().item() if len(ok) else float("nan")
+    ax.set_title(f"ratio {max_ratio:.2f}: {len(m)} matches, {precision:.1%} correct (every {every}th drawn)")
+    ax.axis("off")
+    return fig
 
-    def show(max_ratio: float = 0.8) -> None:
-        m, ok = ratio_test_summary(kp1, desc1, kp2, desc2, disparity, max_ratio)
-        fig, ax = plt.subplots(figsize=(12, 4.2))
-        ax.imshow(both)
-        for (i, j), good in list(zip(m.tolist(), ok.tolist()))[::every]:
-            (x1, y1), (x2, y2) = kp1[i, :2].tolist(), kp2[j, :2].tolist()
-            ax.plot([x1, x2 + offset], [y1, y2], color="lime" if good else "red", lw=0.7)
-        precision = ok.float().mean().item() if len(ok) else float("nan")
-        ax.set_title(f"ratio {max_ratio:.2f}: {len(m)} matches, {precision:.1%} correct (every {every}th drawn)")
-        ax.axis("off")
-        plt.show()
 
-    return ipywidgets.interact(show, max_ratio=ipywidgets.FloatSlider(value=0.8, min=0.3, max=1.0, step=0.05))
+def ratio_test_widget(image1, image2, kp1, desc1, kp2, desc2, disparity, every: int = 4):
+    """A slider over the ratio threshold driving :func:`plot_ratio_test`; returns the widget (display it)."""
+    slider = widgets.FloatSlider(value=0.8, min=0.3, max=1.0, step=0.05, description="max ratio",
+                                 style={"description_width": "initial"})
+    return plot_widget(lambda max_ratio: plot_ratio_test(image1, image2, kp1, desc1, kp2, desc2, disparity,
+                                                         max_ratio, every),
+                       {"max_ratio": slider})

@@ -2,7 +2,8 @@
 
 Wiring only: the field comes from :func:`cvcourse.models.receptive_field.receptive_field` (formula) and
 :func:`~cvcourse.models.receptive_field.receptive_field_mask` (back-propagation), the feature maps
-from :func:`~cvcourse.models.receptive_field.layer_output`; all three are tested.
+from :func:`~cvcourse.models.receptive_field.layer_output`; all three are tested. The figures are drawn by
+:func:`cvcourse.widgets.figure.plot_widget` (an ``Image`` widget, not ``interact``'s ``Output``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from cvcourse.models.receptive_field import conv_stack, layer_output, receptive_field, receptive_field_mask
+from cvcourse.widgets.figure import plot_widget
 
-__all__ = ["plot_receptive_field", "receptive_field_widget", "plot_feature_map", "feature_map_widget"]
+__all__ = ["plot_receptive_field", "receptive_field_widget", "MAP_LAYERS", "feature_map_layers", "plot_feature_map",
+           "feature_map_widget"]
 
 
 def plot_receptive_field(num_layers: int = 2, kernel_size: int = 3, stride: int = 1, dilation: int = 1):
@@ -37,20 +40,61 @@ def plot_receptive_field(num_layers: int = 2, kernel_size: int = 3, stride: int 
 
 def receptive_field_widget() -> widgets.Widget:
     """Sliders for number of layers, kernel size, stride and dilation driving :func:`plot_receptive_field`."""
-    return widgets.interactive(
-        lambda num_layers, kernel_size, stride, dilation: plt.show(
-            plot_receptive_field(num_layers, kernel_size, stride, dilation)),
-        num_layers=widgets.IntSlider(2, 1, 5, description="layers"),
-        kernel_size=widgets.IntSlider(3, 1, 7, description="kernel"),
-        stride=widgets.IntSlider(1, 1, 3, description="stride"),
-        dilation=widgets.IntSlider(1, 1, 3, description="dilation"),
-    )
+    return plot_widget(plot_receptive_field, {
+        "num_layers": widgets.IntSlider(2, 1, 5, description="layers"),
+        "kernel_size": widgets.IntSlider(3, 1, 7, description="kernel"),
+        "stride": widgets.IntSlider(1, 1, 3, description="stride"),
+        "dilation": widgets.IntSlider(1, 1, 3, description="dilation"),
+    })
+
+
+#: Module types the feature-map widget offers (when their output is a stack of maps).
+MAP_LAYERS = (nn.Conv2d, nn.ReLU, nn.ReLU6, nn.Tanh, nn.SiLU, nn.GELU, nn.MaxPool2d)
+
+
+def feature_map_layers(model: nn.Module, image: Tensor) -> dict[str, int]:
+    """The layers of ``model`` whose output for ``image`` (Tensor[3, H, W]) is a stack of maps, with their channels.
+
+    One forward pass in eval mode records each output; only layers of :data:`MAP_LAYERS` whose output has shape
+    ``(1, C, h, w)`` are kept, so the activations of a fully connected head (``(1, C)``) are left out.
+
+    Returns:
+        ``{layer name: C}`` in ``model.named_modules()`` order.
+    """
+    shapes: dict[str, torch.Size] = {}
+
+    def record(name: str):
+        def hook(_module: nn.Module, _inputs: tuple, out: Tensor) -> None:  # returns None: the output is kept
+            shapes.setdefault(name, out.shape)  # a module called twice keeps its first output, as layer_output
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in model.named_modules() if isinstance(m, MAP_LAYERS)]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(image[None])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return {name: shape[1] for name, shape in shapes.items() if len(shape) == 4}
 
 
 def plot_feature_map(model: nn.Module, image: Tensor, layer: str, channel: int = 0):
-    """Show ``image`` (Tensor[3, H, W]) and channel ``channel`` of the output of ``layer``; returns the Figure."""
-    fmap = layer_output(model, image[None], layer)[0]  # (1, C, h, w) -> (C, h, w)
-    channel = min(channel, fmap.shape[0] - 1)
+    """Show ``image`` (Tensor[3, H, W]) and channel ``channel`` of the output of ``layer``; returns the Figure.
+
+    Raises:
+        ValueError: ``layer``'s output is not a stack of maps ``(1, C, h, w)``, or ``channel`` is not in ``[0, C)``.
+    """
+    with torch.no_grad():
+        out = layer_output(model, image[None], layer)
+    if out.dim() != 4:
+        raise ValueError(f"layer {layer!r} outputs shape {tuple(out.shape)}, not feature maps (1, C, h, w); "
+                         f"pick one of feature_map_layers(model, image)")
+    fmap = out[0]  # (1, C, h, w) -> (C, h, w)
+    if not 0 <= channel < fmap.shape[0]:
+        raise ValueError(f"layer {layer!r} has channels 0..{fmap.shape[0] - 1}, got channel {channel}")
     fig, axes = plt.subplots(1, 2, figsize=(6, 3))
     axes[0].imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy())
     axes[0].set_title("input", fontsize=9)
@@ -62,12 +106,19 @@ def plot_feature_map(model: nn.Module, image: Tensor, layer: str, channel: int =
 
 
 def feature_map_widget(model: nn.Module, image: Tensor) -> widgets.Widget:
-    """A layer drop-down (every ``Conv2d`` and ``ReLU``/``Tanh`` of ``model``) and a channel slider."""
-    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ReLU, nn.Tanh))]
-    with torch.no_grad():
-        widest = max(m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d))
-    return widgets.interactive(
-        lambda layer, channel: plt.show(plot_feature_map(model, image, layer, channel)),
-        layer=widgets.Dropdown(options=names, value=names[0], description="layer"),
-        channel=widgets.IntSlider(0, 0, widest - 1, description="channel"),
-    )
+    """A layer drop-down (the layers of :func:`feature_map_layers`) and a channel slider sized to that layer."""
+    channels = feature_map_layers(model, image)
+    if not channels:
+        raise ValueError(f"{type(model).__name__} has no layer of {[t.__name__ for t in MAP_LAYERS]} "
+                         "that outputs feature maps (1, C, h, w)")
+    names = list(channels)
+    layer = widgets.Dropdown(options=names, value=names[0], description="layer")
+    channel = widgets.IntSlider(0, 0, channels[names[0]] - 1, description="channel")
+
+    def resize(change: dict) -> None:  # registered before the redraw, so the slider fits the new layer first
+        channel.value = min(channel.value, channels[change["new"]] - 1)
+        channel.max = channels[change["new"]] - 1
+
+    layer.observe(resize, names="value")
+    return plot_widget(lambda layer, channel: plot_feature_map(model, image, layer, channel),
+                       {"layer": layer, "channel": channel})
