@@ -7,8 +7,8 @@ on U-Nets a student might reasonably write and on broken ones, over several seed
 per run; ``--doc`` regenerates ``docs/unet_calibration.md`` from those lines. A fair threshold sits at least
 0.1 below the worst run of every correct variant and above every broken one.
 
-    OMP_NUM_THREADS=1 nice .venv/bin/python scripts/calibrate_unet.py --seeds 0 1 2 3 4 --json runs.jsonl
-    .venv/bin/python scripts/calibrate_unet.py --doc runs.jsonl          # rewrite docs/unet_calibration.md
+    OMP_NUM_THREADS=1 nice .venv/bin/python scripts/calibrate_unet.py --seeds 0 1 2 3 4 --json docs/unet_calibration_runs.jsonl
+    .venv/bin/python scripts/calibrate_unet.py --doc docs/unet_calibration_runs.jsonl   # rewrite docs/unet_calibration.md
 
 Correct variants: ``batch``/``group``/``none`` are ``cvcourse.models.UNet`` with that norm (``none`` as in the
 paper) and 2x2 transposed-conv up-sampling; ``upsample``/``upsample_none`` replace each transposed convolution
@@ -201,7 +201,8 @@ def write_doc(paths: list[Path]) -> None:
         "",
         "## Results",
         "",
-        "    OMP_NUM_THREADS=1 nice .venv/bin/python scripts/calibrate_unet.py --seeds 0 1 2 3 4 --json runs.jsonl",
+        "    OMP_NUM_THREADS=1 nice .venv/bin/python scripts/calibrate_unet.py --seeds 0 1 2 3 4 --json docs/unet_calibration_runs.jsonl",
+        "    .venv/bin/python scripts/calibrate_unet.py --doc docs/unet_calibration_runs.jsonl",
         "",
         "| variant | what it is | " + " | ".join(f"seed {s}" for s in seeds) + " | min | passes |",
         "|---|---|" + "---|" * (len(seeds) + 2),
@@ -222,7 +223,12 @@ def write_doc(paths: list[Path]) -> None:
         f"broken variant: {best_bad:.3f} ({best_bad - thr:+.3f}).",
     ]
     first = list(UNPOOL_UNET["seeds"])
-    test = {v: any(by[v].get(s, -1) >= thr for s in first) for v in by if all(s in by[v] for s in first)}
+    test = {}  # the hidden test's verdict where the runs decide it: a pass on a tried seed, or fails on all of them
+    for v in by:
+        if any(by[v].get(s, -1) >= thr for s in first):
+            test[v] = True
+        elif all(s in by[v] for s in first):
+            test[v] = False
     bad_fail = [v for v in CORRECT if v in by and min(by[v].values()) < thr + 0.1]
     bad_pass = [v for v in BROKEN if test.get(v)]
     lines += [
@@ -234,6 +240,9 @@ def write_doc(paths: list[Path]) -> None:
         + (", ".join(f"`{v}`" for v in bad_fail) if bad_fail else "no variant") + ".",
         "Broken variants the test lets through (the goal is none): " + (", ".join(f"`{v}`" for v in bad_pass) if bad_pass else "no variant") + ".",
     ]
+    counts = [len(v) for v in by.values()]
+    if counts:
+        lines.append(f"Runs per measured variant: {min(counts)} to {max(counts)} (the goal is at least 5).")
     if missing:
         lines.append(f"Not measured (no time on the shared machine): {', '.join(f'`{v}`' for v in missing)}.")
     DOC.write_text("\n".join(lines) + "\n")
