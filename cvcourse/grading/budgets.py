@@ -30,7 +30,7 @@ UNPOOL_UNET: Mapping[str, Any] = MappingProxyType(
         "base_channels": 8,
         "input_mean": 0.5,
         "input_std": 0.25,
-        "threshold": 0.21,
+        "threshold": 0.20,
         "seeds": (0, 1),
     }
 )
