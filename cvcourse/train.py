@@ -164,12 +164,98 @@ class MeanIoU:
         pred = logits.argmax(dim=1)
         self.confusion += confusion_matrix(pred, targets, self.num_classes, self.ignore_index).cpu()
 
+    def per_class(self) -> Tensor:
+        """IoU of every class from the accumulated confusion matrix, Tensor[C] float64 (see :func:`iou_per_class`)."""
+        return iou_per_class(self.confusion)
+
     def compute(self) -> float:
-        iou = iou_per_class(self.confusion)
+        iou = self.per_class()
         return float(iou.nanmean()) if bool((~iou.isnan()).any()) else float("nan")
 
     def __call__(self, logits: Tensor, targets: Tensor) -> float:
         return mean_iou(logits, targets, self.num_classes, self.ignore_index)
+
+
+def boundary_band(masks: Tensor, width: int = 2) -> Tensor:
+    """The inner boundary band of binary masks: pixels of a mask within ``width`` px of a pixel outside it.
+
+    Introduced in lecture 7 for :class:`BoundaryIoU`. Distance is the chessboard distance (a
+    ``(2 width + 1)``-square neighbourhood, i.e. ``width`` erosions by a 3x3 square); the image border is
+    not an edge (the mask is extended by replication), so a mask that fills the image has no band.
+
+    Args:
+        masks (Tensor[..., H, W]): bool (or 0/1) masks.
+        width: band width in pixels, >= 1.
+
+    Returns:
+        Tensor[..., H, W] bool, a subset of ``masks``.
+    """
+    if int(width) != width or width < 1:
+        raise ValueError(f"width must be an integer >= 1 (pixels), got {width!r}")
+    if masks.dim() < 2:
+        raise ValueError(f"masks must have shape (..., H, W), got {tuple(masks.shape)}")
+    width = int(width)
+    m = masks.bool()
+    flat = (~m).reshape(-1, 1, *m.shape[-2:]).float()  # (N, 1, H, W): 1 outside the mask
+    padded = nn.functional.pad(flat, (width,) * 4, mode="replicate")
+    near_outside = nn.functional.max_pool2d(padded, 2 * width + 1, stride=1) > 0.5  # dilation of the outside
+    return m & near_outside.reshape(m.shape)
+
+
+class BoundaryIoU:
+    """Data-set-level boundary IoU (Cheng et al., 2021) per class and its mean, for :func:`fit` / :func:`evaluate`.
+
+    Introduced in lecture 7. Mean IoU counts every pixel of a large region, so it barely notices a
+    blurred outline; boundary IoU only looks at the pixels near an edge. For class ``c``, let ``G`` be
+    the :func:`boundary_band` of the true mask of ``c`` and ``P`` that of the predicted mask; the
+    metric accumulates ``|G & P|`` and ``|G | P|`` over the data set and reports their ratio, averaged
+    over the classes with a non-empty union (as :class:`MeanIoU`). A thin structure (at most
+    ``2 width + 1`` px across) is all band, so its boundary IoU is its IoU.
+
+    Args:
+        num_classes: ``C``.
+        width: band width ``d`` in pixels (Cheng et al. use 2 % of the image diagonal; 2 px suits 64 px images).
+        ignore_index: target value whose pixels are left out of both masks, or None.
+
+    >>> fit(model, train, val, metrics={"miou": MeanIoU(4), "biou": BoundaryIoU(4)})
+    """
+
+    def __init__(self, num_classes: int, width: int = 2, ignore_index: int | None = None) -> None:
+        self.num_classes = int(num_classes)
+        self.width = int(width)
+        self.ignore_index = ignore_index
+        boundary_band(torch.zeros(1, 1, dtype=torch.bool), self.width)  # fail early on a bad width
+        self.reset()
+
+    def reset(self) -> None:
+        self.intersection = torch.zeros(self.num_classes, dtype=torch.int64)
+        self.union = torch.zeros(self.num_classes, dtype=torch.int64)
+
+    def update(self, logits: Tensor, targets: Tensor) -> None:
+        """Add a batch: logits Tensor[B, C, H, W] (or predicted indices Tensor[B, H, W]), targets Tensor[B, H, W]."""
+        pred = logits.argmax(dim=1) if logits.dim() == targets.dim() + 1 else logits
+        if pred.shape != targets.shape or targets.dim() != 3:
+            raise ValueError(
+                f"BoundaryIoU needs logits (B, C, H, W) or predictions (B, H, W) and targets (B, H, W); "
+                f"got {tuple(logits.shape)} and {tuple(targets.shape)}"
+            )
+        classes = torch.arange(self.num_classes, device=targets.device)[:, None, None, None]  # (C, 1, 1, 1)
+        true_band = boundary_band(targets[None] == classes, self.width)  # (C, B, H, W)
+        pred_band = boundary_band(pred[None] == classes, self.width)
+        if self.ignore_index is not None:
+            keep = targets != self.ignore_index
+            true_band, pred_band = true_band & keep, pred_band & keep
+        self.intersection += (true_band & pred_band).sum(dim=(1, 2, 3)).cpu()
+        self.union += (true_band | pred_band).sum(dim=(1, 2, 3)).cpu()
+
+    def per_class(self) -> Tensor:
+        """Boundary IoU of every class, Tensor[C] float64 (NaN where neither truth nor prediction has a band)."""
+        union = self.union.double()
+        return torch.where(union > 0, self.intersection.double() / union.clamp(min=1), torch.full_like(union, float("nan")))
+
+    def compute(self) -> float:
+        iou = self.per_class()
+        return float(iou.nanmean()) if bool((~iou.isnan()).any()) else float("nan")
 
 
 def _is_stateful(metric: Metric) -> bool:
@@ -388,9 +474,11 @@ def evaluate(
 
 
 __all__ = [
+    "BoundaryIoU",
     "History",
     "MeanIoU",
     "accuracy",
+    "boundary_band",
     "confusion_matrix",
     "evaluate",
     "fit",

@@ -266,3 +266,47 @@ def test_bad_arguments_raise_clear_errors():
         ShapesClassification(-1)
     with pytest.raises(IndexError, match="out of range"):
         ShapesClassification(3)[3]
+
+
+# ------------------------------------------------------------------- fine-structure segmentation
+
+
+def test_fine_segmentation_is_deterministic_and_has_every_class():
+    from cvcourse.data import FINE_CLASSES, FineShapesSegmentation
+
+    a, b = FineShapesSegmentation(8, image_size=32, seed=4), FineShapesSegmentation(8, image_size=32, seed=4)
+    images, masks = a.tensors()
+    assert images.shape == (8, 3, 32, 32) and masks.shape == (8, 32, 32) and masks.dtype == torch.int64
+    assert torch.equal(a[5][0], b[5][0]) and torch.equal(a[-1][1], masks[7])
+    assert not torch.equal(FineShapesSegmentation(1, 32, seed=5)[0][0], images[0])
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert set(masks.unique().tolist()) == set(range(len(FINE_CLASSES))) and FineShapesSegmentation.num_classes == 4
+
+
+def test_fine_segmentation_structures_are_thin_and_small():
+    from scipy import ndimage
+
+    from cvcourse.data import FineShapesSegmentation
+
+    _, masks = FineShapesSegmentation(30, image_size=64, seed=0).tensors()
+    wires, dots = (masks == 2).numpy(), (masks == 3).numpy()
+    # a wire is at most 3 px wide: eroding twice with a 3x3 square leaves (almost) nothing of it
+    square = ndimage.generate_binary_structure(2, 2)
+    assert ndimage.binary_erosion(wires, square[None], iterations=2).sum() < 0.02 * wires.sum()
+    assert wires.sum() > 0 and dots.sum() > 0
+    labels, n = ndimage.label(dots)
+    sizes = np.bincount(labels.ravel())[1:]
+    assert n > 30 and np.median(sizes) <= 21  # a 5-px disc has 21 pixels (occlusion only shrinks them)
+
+
+def test_fine_segmentation_errors():
+    from cvcourse.data import FineShapesSegmentation
+
+    with pytest.raises(ValueError, match="image_size must be at least 16"):
+        FineShapesSegmentation(2, image_size=8)
+    with pytest.raises(ValueError, match="wires must be a range"):
+        FineShapesSegmentation(2, wires=(3, 1))
+    with pytest.raises(ValueError, match="background must be one of"):
+        FineShapesSegmentation(2, background="sky")
+    with pytest.raises(IndexError):
+        FineShapesSegmentation(2)[2]

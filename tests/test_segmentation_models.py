@@ -121,9 +121,11 @@ def test_fcn_shape_and_parts(size, device):
     torch.testing.assert_close(model(x), out)
 
 
-def test_fcn_upsample_starts_as_bilinear_interpolation():
-    """Away from the border, the initial transposed conv equals F.interpolate(mode="bilinear")."""
+def test_fcn_upsample_is_fixed_bilinear_interpolation():
+    """Away from the border, the transposed conv equals F.interpolate(mode="bilinear"); it is not trained (FCN-32s)."""
     model = FCN(num_classes=3)
+    assert not any(p.requires_grad for p in model.upsample.parameters())
+    assert all(p.requires_grad for n, p in model.named_parameters() if not n.startswith("upsample."))
     scores = torch.randn(2, 3, 6, 5)
     with torch.no_grad():
         ours = model.upsample(scores)

@@ -1,7 +1,7 @@
 """Data for the course, offline first.
 
 - :mod:`cvcourse.data.photos`  real photos bundled with scikit-image / scikit-learn, by name
-- :mod:`cvcourse.data.shapes`  synthetic shapes for classification, segmentation and detection
+- :mod:`cvcourse.data.shapes`  synthetic shapes for classification, segmentation (also fine structures) and detection
 - :mod:`cvcourse.data.patches` "which photo is this patch from?", a small natural-image task
 - :mod:`cvcourse.data.digits`  scikit-learn's 8x8 digits as a small image-classification set
 - :mod:`cvcourse.data.real`    CIFAR-10, Oxford-IIIT Pet and Penn-Fudan when online (else a clear error)
@@ -19,13 +19,16 @@ from cvcourse.data.real import (
     penn_fudan,
 )
 from cvcourse.data.shapes import (
+    FINE_CLASSES,
     SHAPE_CLASSES,
+    FineShapesSegmentation,
     Scene,
     ShapesClassification,
     ShapesDetection,
     ShapesSegmentation,
     collate_detection,
     masks_to_boxes,
+    render_fine_scene,
     render_scene,
     shape_mask,
 )
@@ -46,6 +49,8 @@ __all__ = [
     "load_photo",
     "photo_tensor",
     "stereo_motorcycle",
+    "FINE_CLASSES",
+    "FineShapesSegmentation",
     "SHAPE_CLASSES",
     "Scene",
     "ShapesClassification",
@@ -53,6 +58,7 @@ __all__ = [
     "ShapesSegmentation",
     "collate_detection",
     "masks_to_boxes",
+    "render_fine_scene",
     "render_scene",
     "shape_mask",
 ]

@@ -416,6 +416,148 @@ class ShapesSegmentation(_ShapesBase):
         return torch.from_numpy(scene.image), torch.from_numpy(np.ascontiguousarray(semantic, dtype=np.int64))
 
 
+# ------------------------------------------------------------------ localisation-limited segmentation
+
+#: Classes of :class:`FineShapesSegmentation`; the class of a pixel is its index in this tuple.
+FINE_CLASSES: tuple[str, ...] = ("background", "shape", "wire", "dot")
+
+
+def _segment_mask(x0: float, y0: float, x1: float, y1: float, width: float, size: int) -> np.ndarray:
+    """Pixels whose centre lies within ``width / 2`` of the segment ``(x0, y0)-(x1, y1)``: (S, S) bool."""
+    py = np.arange(size, dtype=np.float32)[:, None] + 0.5  # (S, 1)
+    px = np.arange(size, dtype=np.float32)[None, :] + 0.5  # (1, S)
+    dx, dy = x1 - x0, y1 - y0
+    t = np.clip(((px - x0) * dx + (py - y0) * dy) / max(dx * dx + dy * dy, 1e-6), 0.0, 1.0)  # (S, S)
+    dist2 = (px - x0 - t * dx) ** 2 + (py - y0 - t * dy) ** 2
+    return dist2 <= (width / 2.0) ** 2
+
+
+def render_fine_scene(
+    rng: np.random.Generator,
+    image_size: int = 64,
+    *,
+    shapes: tuple[int, int] = (1, 3),
+    wires: tuple[int, int] = (1, 3),
+    dots: tuple[int, int] = (2, 6),
+    background: str = "texture",
+    noise_std: float = 0.04,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw one scene of :class:`FineShapesSegmentation`: filled shapes, thin wires and small dots.
+
+    The class of a pixel depends on the *local* geometry (a wide region, a 2-3 px line, a 3-5 px disc),
+    so a network can only get it right where it knows exactly where the edges are; colours are random.
+
+    Args:
+        rng: the random generator.
+        image_size: ``S``.
+        shapes, wires, dots: inclusive ranges of how many of each are drawn (shapes first, dots last,
+            later objects on top).
+        background: ``"texture"``, ``"noise"`` or ``"plain"`` (as :func:`render_scene`).
+        noise_std: Gaussian pixel noise.
+
+    Returns:
+        ``(image, labels)``: float32 (3, S, S) in [0, 1] and int64 (S, S) indices into :data:`FINE_CLASSES`.
+    """
+    size = int(image_size)
+    if size < 16:
+        raise ValueError(f"image_size must be at least 16 pixels, got {image_size}")
+    for name, (lo, hi) in (("shapes", shapes), ("wires", wires), ("dots", dots)):
+        if not 0 <= lo <= hi:
+            raise ValueError(f"{name} must be a range (low, high) with 0 <= low <= high, got {(lo, hi)}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
+    image, bg_colour = _background(rng, size, background)
+    labels = np.zeros((size, size), dtype=np.int64)
+    masks: list[tuple[int, np.ndarray]] = []
+    for _ in range(int(rng.integers(shapes[0], shapes[1] + 1))):
+        kind = SHAPE_CLASSES[rng.integers(len(SHAPE_CLASSES))]
+        radius = rng.uniform(0.1, 0.22) * size
+        cx, cy = rng.uniform(0.15 * size, 0.85 * size, size=2)
+        masks.append((1, shape_mask(kind, cx, cy, radius, rng.uniform(0.0, 2.0 * math.pi), size)))
+    for _ in range(int(rng.integers(wires[0], wires[1] + 1))):
+        x0, y0 = rng.uniform(0.0, size, size=2)
+        angle, length = rng.uniform(0.0, 2.0 * math.pi), rng.uniform(0.4, 0.9) * size
+        x1, y1 = x0 + length * math.cos(angle), y0 + length * math.sin(angle)
+        masks.append((2, _segment_mask(x0, y0, x1, y1, rng.uniform(1.8, 3.0), size)))
+    for _ in range(int(rng.integers(dots[0], dots[1] + 1))):
+        cx, cy = rng.uniform(2.0, size - 2.0, size=2)
+        masks.append((3, shape_mask("circle", cx, cy, rng.uniform(1.5, 2.5), 0.0, size)))
+    for cls, mask in masks:
+        colour = _shape_colour(rng, bg_colour)
+        image = np.where(mask[None], colour[:, None, None], image)
+        labels[mask] = cls
+    if noise_std > 0:
+        image = image + rng.normal(0.0, noise_std, size=image.shape).astype(np.float32)
+    return np.clip(image, 0.0, 1.0).astype(np.float32), labels
+
+
+class FineShapesSegmentation(Dataset):
+    """Semantic segmentation where the answer is in the details: shapes, thin wires and small dots.
+
+    Introduced in lecture 7 to measure what U-Net's skip connections are for. Filled shapes (class 1)
+    have sharp corners, wires (class 2) are 2-3 px wide segments, dots (class 3) are discs 3-5 px
+    across; colours are random, so the class of a pixel is given by the width of the structure it
+    lies on and a prediction is only right where it puts the edges in the right place. A network
+    that works at 1/8 resolution cannot draw a 2-px wire. Compare :class:`ShapesSegmentation`, where
+    the class of a blob depends on its global outline.
+
+    Args:
+        n: number of items.
+        image_size: ``S``.
+        seed: item ``i`` is drawn from ``numpy.random.default_rng([seed, i])``.
+        shapes, wires, dots, background, noise_std: see :func:`render_fine_scene`.
+
+    Items:
+        ``(image, mask)``: image Tensor[3, S, S] float32 in [0, 1]; mask Tensor[S, S] int64 in ``0..3``
+        (:data:`FINE_CLASSES`). ``num_classes`` is 4.
+    """
+
+    num_classes = len(FINE_CLASSES)
+    classes = FINE_CLASSES
+
+    def __init__(
+        self,
+        n: int,
+        image_size: int = 64,
+        seed: int = 0,
+        *,
+        shapes: tuple[int, int] = (1, 3),
+        wires: tuple[int, int] = (1, 3),
+        dots: tuple[int, int] = (2, 6),
+        background: str = "texture",
+        noise_std: float = 0.04,
+    ) -> None:
+        if int(n) < 0:
+            raise ValueError(f"n (the number of items) must be >= 0, got {n}")
+        self.n, self.image_size, self.seed = int(n), int(image_size), int(seed)
+        self.options = dict(shapes=tuple(shapes), wires=tuple(wires), dots=tuple(dots), background=background,
+                            noise_std=float(noise_std))
+        render_fine_scene(np.random.default_rng(0), self.image_size, **self.options)  # fail early on bad options
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        if index < 0:
+            index += self.n
+        if not 0 <= index < self.n:
+            raise IndexError(f"index {index} out of range for a data set of {self.n} items")
+        image, labels = render_fine_scene(np.random.default_rng([self.seed, index]), self.image_size, **self.options)
+        return torch.from_numpy(image), torch.from_numpy(labels)
+
+    def tensors(self) -> tuple[Tensor, Tensor]:
+        """All items at once: ``(images Tensor[N, 3, S, S], masks Tensor[N, S, S])`` (render once, train many)."""
+        if self.n == 0:
+            s = self.image_size
+            return torch.zeros(0, 3, s, s), torch.zeros(0, s, s, dtype=torch.int64)
+        images, masks = zip(*(self[i] for i in range(self.n)))
+        return torch.stack(images), torch.stack(masks)
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}(n={self.n}, image_size={self.image_size}, seed={self.seed}, {opts})"
+
+
 class ShapesDetection(_ShapesBase):
     """Object detection and instance segmentation of shapes, with torchvision-style targets.
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from cvcourse._checks import check_tensor
 
-__all__ = ["DoubleConv", "UNet", "FCN"]
+__all__ = ["DoubleConv", "UNet", "FCN", "lecture7_settings", "lecture7_models"]
 
 _NORMS = ("batch", "group", "none")
 
@@ -178,18 +178,24 @@ class FCN(nn.Module):
 
     Lecture 7 ("Fully convolutional networks"): encode the image into a coarse feature map, classify
     each coarse cell with a 1x1 convolution instead of a fully connected layer, and up-sample the
-    class scores back to the input resolution with one learnable transposed convolution (stride 8,
-    initialised to bilinear interpolation as in the paper). No skip connections: compare it with
-    :class:`UNet` to see what they add. torchvision's ``fcn_resnet50`` is the large relative.
+    class scores back to the input resolution with one transposed convolution (stride 8) whose
+    weights are *fixed* to bilinear interpolation, as the paper's FCN-32s did for its final 32x step
+    (only FCN-16s/8s's intermediate 2x steps were initialised to bilinear and then learned). In the
+    paper the classifier is VGG-16 turned convolutional: fc6 became a 7x7 convolution on the last
+    pooled map, fc7 and fc8 1x1 convolutions; here one 1x1 convolution plays fc8. No skip
+    connections: compare it with :class:`UNet` to see what they add. torchvision's ``fcn_resnet50``
+    is the large relative.
 
     Args:
         in_channels (int): C of the input images.
         num_classes (int): K, number of output channels.
         base_channels (int): channels of the first stage; stage ``i`` has ``base_channels * 2**i``.
+        norm (str): normalisation of the encoder blocks, as :class:`DoubleConv`.
 
     Named parts: ``features`` (three :class:`DoubleConv` + max-pool stages, stride 8),
     ``head`` (1x1 conv to K class scores at 1/8 resolution), ``upsample``
-    (``nn.ConvTranspose2d(K, K, 16, stride=8, padding=4)``); :meth:`forward_features` and
+    (``nn.ConvTranspose2d(K, K, 16, stride=8, padding=4)``, bilinear, ``requires_grad=False``);
+    :meth:`forward_features` and
     :meth:`forward_head` split the forward pass.
 
     Shape:
@@ -198,13 +204,15 @@ class FCN(nn.Module):
 
     stride = 8
 
-    def __init__(self, in_channels: int = 3, num_classes: int = 2, base_channels: int = 16) -> None:
+    def __init__(self, in_channels: int = 3, num_classes: int = 2, base_channels: int = 16, norm: str = "batch") -> None:
         super().__init__()
+        if norm not in _NORMS:
+            raise ValueError(f"norm must be one of {_NORMS}, got {norm!r}")
         widths = [base_channels, 2 * base_channels, 4 * base_channels]
         layers: list[nn.Module] = []
         c = in_channels
         for w in widths:
-            layers += [DoubleConv(c, w), nn.MaxPool2d(2)]
+            layers += [DoubleConv(c, w, norm), nn.MaxPool2d(2)]
             c = w
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(c, num_classes, kernel_size=1)
@@ -212,6 +220,7 @@ class FCN(nn.Module):
         with torch.no_grad():
             self.upsample.weight.copy_(_bilinear_kernel(num_classes, 2 * self.stride))
             self.upsample.bias.zero_()
+        self.upsample.requires_grad_(False)  # fixed bilinear up-sampling, as FCN-32s
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Encoder: ``(B, C, H, W) -> (B, 4 * base_channels, H / 8, W / 8)``."""
@@ -226,3 +235,56 @@ class FCN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+# ----------------------------------------------------------------------------- lecture 7's experiment
+
+
+def lecture7_settings() -> dict:
+    """Lecture 7's segmentation experiment: data, widths and training budget, shared by the notebook and
+    ``tests/test_lecture_claims.py`` so that the claims are tested on the settings the lecture shows.
+
+    Fast mode (``CVCOURSE_FAST=1``, via :func:`cvcourse.config.pick`) keeps the data and the model
+    widths and shrinks the number of training images and epochs (about a minute of CPU for the three
+    models); full mode is meant for a GPU.
+
+    Returns:
+        ``dict`` with ``image_size``, ``train_images``, ``val_images``, ``train_seed``, ``val_seed``
+        (:class:`cvcourse.data.FineShapesSegmentation` arguments), ``base_channels``, ``norm`` and the
+        :func:`cvcourse.train.fit` arguments ``epochs``, ``lr``, ``batch_size``; ``boundary_width``
+        (pixels, for :class:`cvcourse.train.BoundaryIoU`). Images are 32x32: small enough for
+        240 training steps per model in fast mode, and a stride-8 FCN sees them as a 4x4 grid.
+    """
+    from cvcourse.config import pick  # noqa: PLC0415
+
+    return dict(
+        image_size=32,
+        train_images=pick(full=4000, fast=640),
+        val_images=pick(full=500, fast=128),
+        train_seed=0,
+        val_seed=1,
+        base_channels=8,
+        norm="group",
+        epochs=pick(full=20, fast=6),
+        lr=3e-3,
+        batch_size=16,
+        boundary_width=2,
+    )
+
+
+def lecture7_models(num_classes: int, settings: dict) -> dict[str, nn.Module]:
+    """Lecture 7's three models, freshly initialised from the current torch seed, in the lecture's order.
+
+    Args:
+        num_classes: K.
+        settings: :func:`lecture7_settings` (uses ``base_channels`` and ``norm``).
+
+    Returns:
+        ``{"FCN": FCN, "U-Net without skips": UNet(skips=False), "U-Net": UNet}``.
+    """
+    base, norm = settings["base_channels"], settings["norm"]
+    return {
+        "FCN": FCN(3, num_classes, base_channels=base, norm=norm),
+        "U-Net without skips": UNet(3, num_classes, base_channels=base, depth=3, norm=norm, skips=False),
+        "U-Net": UNet(3, num_classes, base_channels=base, depth=3, norm=norm),
+    }
