@@ -8,6 +8,7 @@ Modules follow the course's table of contents:
 - ``cvcourse.models``     CNN and transformer blocks and backbones, pretrained EfficientNet-Lite0
 - ``cvcourse.detection``  anchors, box coding, RPN, RoI heads, selective search, mAP
 - ``cvcourse.data``       offline photos, synthetic shapes, optional real data sets
+- ``cvcourse.explain``    Grad-CAM, guided backpropagation (paper notebook lectures/papers/grad_cam)
 - ``cvcourse.train``      a small fit/evaluate loop
 - ``cvcourse.viz``        plotting helpers
 """
