@@ -20,12 +20,9 @@ from cvcourse.models.classic import (
     vgg16,
     vgg_small,
 )
+from cvcourse.models.cost import conv_macs, conv_params, count_macs, count_parameters
 from cvcourse.models.receptive_field import (
     LayerSpec,
-    conv_macs,
-    conv_params,
-    count_macs,
-    count_parameters,
     empirical_receptive_field,
     layer_specs,
     receptive_field,

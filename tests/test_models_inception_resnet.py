@@ -17,7 +17,7 @@ from cvcourse.models.inception import (
     NaiveInceptionBlock,
     label_smoothing_cross_entropy,
 )
-from cvcourse.models.receptive_field import conv_params, count_parameters
+from cvcourse.models.cost import conv_params, count_parameters
 from cvcourse.models.resnet import (
     BasicBlock,
     Bottleneck,

@@ -7,7 +7,7 @@ import torchvision
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
-from cvcourse.models.mobilenet import count_params
+from cvcourse.models.cost import count_parameters
 from cvcourse.models.resnet import resnet18
 from cvcourse.models.visual_transformer import (FilterTokenizer, Projector, RecurrentTokenizer, TokenTransformer,
                                                 VisualTransformer, VTResNet)
@@ -53,7 +53,7 @@ def test_vit_matches_torchvision_vision_transformer():
 
 
 def test_vit_b_16_param_count():
-    assert count_params(vit_b_16()) == count_params(torchvision.models.vit_b_16()) == 86_567_656
+    assert count_parameters(vit_b_16()) == count_parameters(torchvision.models.vit_b_16()) == 86_567_656
 
 
 def test_attention_matches_multihead_attention():

@@ -11,3 +11,4 @@ from cvcourse.models.visual_transformer import VisualTransformer, VTResNet  # no
 from cvcourse.models.classic import AlexNet, SmallAlexNet, VGG, alexnet, alexnet_2012, ten_crop, tta_predict, vgg16, vgg_small  # noqa: E402,F401  (lecture 2)
 from cvcourse.models.inception import AuxClassifier, FactorisedInceptionBlock, InceptionBlock, MiniGoogLeNet, label_smoothing_cross_entropy  # noqa: E402,F401  (lecture 3)
 from cvcourse.models.resnet import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck, ResNet, plain_net, preact_resnet_cifar, resnet18, resnet34, resnet50, resnet_cifar  # noqa: E402,F401  (lecture 3)
+from cvcourse.models.cost import conv_macs, conv_params, count_macs, count_parameters  # noqa: E402,F401  (lecture 2)
