@@ -9,6 +9,7 @@ Modules follow the course's table of contents:
 - ``cvcourse.detection``  anchors, box coding, RPN, RoI heads, selective search, mAP
 - ``cvcourse.data``       offline photos, synthetic shapes, optional real data sets
 - ``cvcourse.train``      a small fit/evaluate loop
+- ``cvcourse.transfer``   normalised inputs, partly frozen bodies, frozen features (transfer learning)
 - ``cvcourse.viz``        plotting helpers
 """
 
