@@ -298,3 +298,16 @@ def test_alexnet_2012_has_lrn_after_conv1_and_conv2():
     kinds = [type(m).__name__ for m in alexnet_2012().features]
     assert kinds[:8] == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d", "Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"]
     assert not any(isinstance(m, LocalResponseNorm) for m in alexnet().modules())
+
+
+def test_alexnet_init_follows_the_paper():
+    from cvcourse.models.classic import SmallAlexNet, alexnet_init_
+
+    torch.manual_seed(0)
+    net = alexnet_init_(SmallAlexNet(10, widths=(32, 64, 128), hidden=256))
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    w = torch.cat([m.weight.flatten() for m in layers])
+    assert abs(w.std().item() - 0.01) < 5e-4 and abs(w.mean().item()) < 5e-4
+    assert [float(m.bias.unique()) for m in layers] == [0.0, 1.0, 1.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="no Conv2d"):
+        alexnet_init_(nn.ReLU())

@@ -29,6 +29,7 @@ __all__ = [
     "alexnet",
     "alexnet_2012",
     "SmallAlexNet",
+    "alexnet_init_",
     "VGG",
     "VGG_CONFIGS",
     "make_vgg_features",
@@ -234,6 +235,33 @@ class SmallAlexNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))  # (B, C3, 2, 2) -> (B, 4 C3)
+
+
+def alexnet_init_(model: nn.Module, std: float = 0.01) -> nn.Module:
+    """The 2012 paper's initialisation, in place, lecture 2: weights ~ N(0, std), std = 0.01.
+
+    Biases as in the paper: 1 in the second and later convolutions and in the hidden fully connected
+    layers ("accelerates the early stages of learning by providing the ReLUs with positive inputs"), 0 in
+    the first convolution and the output layer. No normalisation layers are added or changed.
+
+    Args:
+        model: a network of ``Conv2d`` and ``Linear`` layers (AlexNet, :class:`SmallAlexNet`).
+        std: standard deviation of the weights.
+
+    Returns:
+        ``model`` itself.
+    """
+    if std <= 0:
+        raise ValueError(f"std must be positive, got {std}")
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to initialise")
+    with torch.no_grad():
+        for i, m in enumerate(layers):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0.0 if i in (0, len(layers) - 1) else 1.0)
+    return model
 
 
 #: VGG configurations from the paper's Table 1 (A, B, D, E): channel counts, "M" = 2x2 max-pool.

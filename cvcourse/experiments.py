@@ -1,0 +1,212 @@
+"""The headline experiments of lectures 1-6, with the settings their notebooks and claims tests share.
+
+Each function runs one experiment of a lecture at the lecture's settings (fast or full, read from
+:func:`cvcourse.config.pick` when called) and returns what the notebook plots. The notebook calls it and
+shows the result; ``tests/test_lecture_claims.py`` calls the same function, with the same settings, and
+checks the claim the lecture makes from it. Nothing here is new material: each runner is a few lines over
+the library's models, data and training loop, kept in one place so that the claim the student reads and
+the claim the test checks cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, Subset
+from tqdm.auto import tqdm
+
+from cvcourse.config import pick, seed_everything
+from cvcourse.data import DigitsDataset, ShapesClassification, materialise
+from cvcourse.features import BagOfVisualWords, dense_sift
+from cvcourse.models.classic import SmallAlexNet, alexnet_init_
+from cvcourse.models.resnet import plain_net, preact_resnet_cifar, resnet_cifar
+from cvcourse.train import History, fit
+
+__all__ = [
+    "ShapesSettings", "shapes_settings", "shapes_split", "bag_of_words_run", "small_cnn_run",
+    "ReluTanhSettings", "relu_tanh_settings", "relu_tanh_run", "rounds_to",
+    "DegradationSettings", "degradation_settings", "degradation_data", "degradation_run",
+]
+
+
+# --------------------------------------------------------------------------------------------- lecture 1
+
+
+@dataclass(frozen=True)
+class ShapesSettings:
+    """Lecture 1's recognition task: the synthetic shapes, one split for bag of words and a small CNN."""
+
+    image_size: int
+    n_train: int
+    n_test: int
+    n_words: int  # visual vocabulary
+    step: int  # dense SIFT grid spacing (pixels)
+    size: int  # dense SIFT keypoint size (pixels)
+    cnn_widths: tuple[int, int, int]
+    cnn_hidden: int
+    cnn_epochs: int
+    cnn_lr: float = 3e-3
+
+
+def shapes_settings() -> ShapesSettings:
+    """Lecture 1's settings: 32x32 shapes; 4,000 / 1,000 images in full mode, 800 / 200 in fast mode."""
+    return pick(full=ShapesSettings(32, 4000, 1000, 400, 4, 8, (32, 64, 128), 128, 30),
+                fast=ShapesSettings(32, 800, 200, 200, 4, 8, (16, 32, 64), 64, 12))
+
+
+def shapes_split(settings: ShapesSettings) -> tuple[ShapesClassification, ShapesClassification]:
+    """The training (seed 0) and test (seed 1) shapes both classifiers of lecture 1 use."""
+    return (ShapesClassification(settings.n_train, image_size=settings.image_size, seed=0),
+            ShapesClassification(settings.n_test, image_size=settings.image_size, seed=1))
+
+
+def bag_of_words_run(settings: ShapesSettings, device=None, progress: bool = False) -> dict[str, Any]:
+    """Lecture 1's classical pipeline on :func:`shapes_split`: dense SIFT, k-means words, word histograms,
+    logistic regression.
+
+    Returns:
+        ``{"accuracy", "predictions", "labels", "bow", "classifier"}`` (test accuracy, predicted and true
+        test labels as arrays, the fitted vocabulary and classifier).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = shapes_split(settings)
+
+    def describe(ds, name):
+        descs, labels = [], []
+        for i in tqdm(range(len(ds)), desc=name, disable=not progress):
+            image, label = ds[i]
+            descs.append(dense_sift(image.to(device) if device is not None else image,
+                                    step=settings.step, size=settings.size).cpu())
+            labels.append(int(label))
+        return descs, np.array(labels)
+
+    train_desc, y_train = describe(train, "dense SIFT, train")
+    test_desc, y_test = describe(test, "dense SIFT, test")
+    bow = BagOfVisualWords(n_words=settings.n_words, seed=0).fit(train_desc)
+    clf = LogisticRegression(max_iter=2000, C=10.0).fit(bow.transform(train_desc).numpy(), y_train)
+    predictions = clf.predict(bow.transform(test_desc).numpy())
+    return {"accuracy": float((predictions == y_test).mean()), "predictions": predictions, "labels": y_test,
+            "bow": bow, "classifier": clf}
+
+
+def small_cnn_run(settings: ShapesSettings, seed: int = 0, device=None, progress: bool = False) -> History:
+    """A small AlexNet-style CNN (lecture 2's ``SmallAlexNet``, no dropout) trained end to end with Adam on
+    the same :func:`shapes_split` as :func:`bag_of_words_run`; ``val_acc`` is its test accuracy per epoch."""
+    train, test = (materialise(ds) for ds in shapes_split(settings))
+    seed_everything(seed)
+    model = SmallAlexNet(num_classes=4, widths=settings.cnn_widths, hidden=settings.cnn_hidden, dropout=0.0)
+    return fit(model, train, test, epochs=settings.cnn_epochs, lr=settings.cnn_lr, batch_size=32, device=device,
+               seed=seed, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------- lecture 2
+
+
+@dataclass(frozen=True)
+class ReluTanhSettings:
+    """Lecture 2's repetition of AlexNet's Figure 1 (ReLU vs tanh) on the digits."""
+
+    size: int
+    rounds: int  # one round = a random draw of per_round training images
+    per_round: int
+    seeds: tuple[int, ...]
+    threshold: float = 0.75  # the paper's 25% training error
+    #: ``{set-up: (initialisation, learning rate)}``: the course's He-normal init, and the paper's
+    #: N(0, 0.01) weights with biases 1 in hidden layers (``alexnet_init_``), each at its own rate
+    setups: tuple[tuple[str, str, float], ...] = (("He-normal init", "he", 0.02), ("2012 init, N(0, 0.01)", "2012", 0.1))
+
+
+def relu_tanh_settings() -> ReluTanhSettings:
+    """Lecture 2's settings: 60 rounds of 512 images, 3 seeds in full mode; 12 rounds of 128, 1 seed in fast mode."""
+    return pick(full=ReluTanhSettings(size=32, rounds=60, per_round=512, seeds=(0, 1, 2)),
+                fast=ReluTanhSettings(size=16, rounds=12, per_round=128, seeds=(0,)))
+
+
+def relu_tanh_run(activation: type[nn.Module], init: str, lr: float, seed: int,
+                  settings: ReluTanhSettings | None = None, device=None) -> History:
+    """Train ``SmallAlexNet`` (no dropout, no normalisation) with one activation; one "epoch" is one round.
+
+    ``init`` is ``"he"`` (the model's own He-normal weights: the same seed gives ReLU and tanh the same
+    weights) or ``"2012"`` (:func:`~cvcourse.models.classic.alexnet_init_`). SGD with momentum 0.9, batch 32.
+    """
+    if init not in ("he", "2012"):
+        raise ValueError(f"init must be 'he' or '2012', got {init!r}")
+    settings = settings or relu_tanh_settings()
+    digits = DigitsDataset(train=True, image_size=settings.size)
+    seed_everything(seed)
+    model = SmallAlexNet(num_classes=10, widths=(16, 32, 64), hidden=64, activation=activation, dropout=0.0)
+    if init == "2012":
+        alexnet_init_(model)
+    loader = DataLoader(digits, batch_size=32, sampler=RandomSampler(
+        digits, num_samples=settings.per_round, generator=torch.Generator().manual_seed(seed)))
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return fit(model, loader, epochs=settings.rounds, optimizer=opt, device=device, seed=seed, progress=False)
+
+
+def rounds_to(history: History, threshold: float) -> int | None:
+    """First round (1-based) whose training accuracy reaches ``threshold``, or None."""
+    hits = [i + 1 for i, a in enumerate(history["train_acc"]) if a >= threshold]
+    return hits[0] if hits else None
+
+
+# --------------------------------------------------------------------------------------------- lecture 3
+
+
+@dataclass(frozen=True)
+class DegradationSettings:
+    """Lecture 3's degradation experiment: plain nets of two depths and residual twins of the deeper."""
+
+    size: int  # digits resized to size x size
+    shallow: int
+    deep: int
+    width: int
+    epochs: int
+    subsample: int  # keep every n-th training and test digit
+    lr: float = 0.05
+    batch_size: int = 32
+
+    def builders(self) -> dict[str, Callable[[], nn.Module]]:
+        """``{name: constructor}`` of the four networks, same order as the lecture's plots."""
+        return {f"plain-{self.shallow}": lambda: plain_net(self.shallow, 10, width=self.width),
+                f"plain-{self.deep}": lambda: plain_net(self.deep, 10, width=self.width),
+                f"resnet-{self.deep}": lambda: resnet_cifar(self.deep, 10, width=self.width),
+                f"preact-resnet-{self.deep}": lambda: preact_resnet_cifar(self.deep, 10, width=self.width)}
+
+
+def degradation_settings() -> DegradationSettings:
+    """Lecture 3's settings: 20 vs 56 layers for 30 epochs in full mode, 8 vs 20 for 6 epochs in fast mode."""
+    return pick(full=DegradationSettings(size=32, shallow=20, deep=56, width=16, epochs=30, subsample=1),
+                fast=DegradationSettings(size=16, shallow=8, deep=20, width=4, epochs=6, subsample=3))
+
+
+def degradation_data(settings: DegradationSettings) -> tuple[Subset, Subset]:
+    """The training and test digits of the degradation experiment."""
+    train = DigitsDataset(train=True, image_size=settings.size)
+    test = DigitsDataset(train=False, image_size=settings.size)
+    return (Subset(train, range(0, len(train), settings.subsample)),
+            Subset(test, range(0, len(test), settings.subsample)))
+
+
+def degradation_run(seed: int = 0, settings: DegradationSettings | None = None, device=None) -> dict[str, History]:
+    """Train the four networks of lecture 3's degradation experiment with one seed.
+
+    Every network gets the same data, SGD (momentum 0.9, weight decay 1e-4), batch size and seed.
+
+    Returns:
+        ``{name: History}`` for plain-shallow, plain-deep, resnet-deep and preact-resnet-deep.
+    """
+    settings = settings or degradation_settings()
+    train, test = degradation_data(settings)
+    hist = {}
+    for name, make in settings.builders().items():
+        seed_everything(seed)
+        model = make()
+        opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, weight_decay=1e-4)
+        hist[name] = fit(model, train, test, epochs=settings.epochs, optimizer=opt, batch_size=settings.batch_size,
+                         device=device, seed=seed, progress=False)
+    return hist
