@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from cvcourse.config import pick, seed_everything
 from cvcourse.data import DigitsDataset, ShapesClassification, materialise
 from cvcourse.features import BagOfVisualWords, dense_sift
+from cvcourse.models.blocks import ConvBNAct, InvertedResidual
 from cvcourse.models.classic import SmallAlexNet, alexnet_init_
 from cvcourse.models.resnet import plain_net, preact_resnet_cifar, resnet_cifar
 from cvcourse.train import History, fit
@@ -29,6 +30,7 @@ from cvcourse.train import History, fit
 __all__ = [
     "ShapesSettings", "shapes_settings", "shapes_split", "bag_of_words_run", "small_cnn_run",
     "ReluTanhSettings", "relu_tanh_settings", "relu_tanh_run", "rounds_to",
+    "BottleneckSettings", "bottleneck_settings", "bottleneck_net", "bottleneck_run",
     "DegradationSettings", "degradation_settings", "degradation_data", "degradation_run",
 ]
 
@@ -210,3 +212,52 @@ def degradation_run(seed: int = 0, settings: DegradationSettings | None = None, 
         hist[name] = fit(model, train, test, epochs=settings.epochs, optimizer=opt, batch_size=settings.batch_size,
                          device=device, seed=seed, progress=False)
     return hist
+
+
+# --------------------------------------------------------------------------------------------- lecture 4
+
+
+@dataclass(frozen=True)
+class BottleneckSettings:
+    """Lecture 4's linear-bottleneck ablation: inverted residuals with thin ends, on the digits."""
+
+    size: int
+    widths: tuple[int, ...]  # thin ends of the inverted residual stages (stride 2 from the second on)
+    expand_ratio: int
+    epochs: int
+    seeds: tuple[int, ...]
+    subsample: int = 1  # keep every n-th training digit
+    lr: float = 3e-3
+    batch_size: int = 64
+
+
+def bottleneck_settings() -> BottleneckSettings:
+    """Lecture 4's settings: 32x32 digits, 15 epochs, 3 seeds in full mode; half the 16x16 digits, 5 epochs, in fast mode."""
+    return pick(full=BottleneckSettings(32, (8, 8, 16, 16), 6, 15, (0, 1, 2)),
+                fast=BottleneckSettings(16, (8, 8, 16, 16), 6, 5, (0, 1), subsample=2))
+
+
+def bottleneck_net(output_relu: bool, settings: BottleneckSettings, num_classes: int = 10) -> nn.Sequential:
+    """A stem and one ``InvertedResidual`` per stage; with ``output_relu`` every block's projection is followed
+    by a ReLU6 (the ablation), otherwise it stays linear (MobileNet v2)."""
+    layers: list[nn.Module] = [ConvBNAct(3, 16, 3, 1, activation=nn.ReLU6)]
+    cin = 16
+    for i, cout in enumerate(settings.widths):
+        block = InvertedResidual(cin, cout, stride=1 if i == 0 else 2, expand_ratio=settings.expand_ratio)
+        if output_relu:
+            block.project.add_module("act", nn.ReLU6())
+        layers.append(block)
+        cin = cout
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, num_classes))
+
+
+def bottleneck_run(output_relu: bool, seed: int, settings: BottleneckSettings | None = None, device=None) -> History:
+    """Train :func:`bottleneck_net` on the digits (Adam); ``val_acc`` is the test accuracy per epoch."""
+    settings = settings or bottleneck_settings()
+    digits = DigitsDataset(train=True, image_size=settings.size)
+    train = materialise(Subset(digits, range(0, len(digits), settings.subsample)))
+    test = materialise(DigitsDataset(train=False, image_size=settings.size))
+    seed_everything(seed)
+    model = bottleneck_net(output_relu, settings)
+    return fit(model, train, test, epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
+               device=device, seed=seed, progress=False)
