@@ -31,6 +31,7 @@ __all__ = [
     "ShapesSettings", "shapes_settings", "shapes_split", "bag_of_words_run", "small_cnn_run",
     "ReluTanhSettings", "relu_tanh_settings", "relu_tanh_run", "rounds_to",
     "BottleneckSettings", "bottleneck_settings", "bottleneck_net", "bottleneck_run",
+    "TokenHeadSettings", "token_head_settings", "patch_feature_maps", "token_head_run", "TOKEN_HEADS",
     "DegradationSettings", "degradation_settings", "degradation_data", "degradation_run",
 ]
 
@@ -261,3 +262,87 @@ def bottleneck_run(output_relu: bool, seed: int, settings: BottleneckSettings | 
     model = bottleneck_net(output_relu, settings)
     return fit(model, train, test, epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
                device=device, seed=seed, progress=False)
+
+
+# --------------------------------------------------------------------------------------------- lecture 5
+
+
+@dataclass(frozen=True)
+class TokenHeadSettings:
+    """Lecture 5's visual-token heads on frozen EfficientNet-Lite0 features of the photo patches."""
+
+    n_train: int
+    n_val: int
+    patch: int  # patch size in pixels; the stride-16 map is patch / 16 on a side
+    epochs: int
+    num_tokens: int = 4
+    token_channels: int = 64
+    position_channels: int = 16
+    stage: str = "stride16"
+    lr: float = 3e-3
+    batch_size: int = 32
+    seeds: tuple[int, ...] = (0, 1)
+
+
+def token_head_settings() -> TokenHeadSettings:
+    """Lecture 5's settings: the photo patches of lecture 6 (1,400 / 700 at 96 px full, 210 / 140 at 64 px fast)."""
+    return pick(full=TokenHeadSettings(1400, 700, 96, 40), fast=TokenHeadSettings(210, 140, 64, 30))
+
+
+def patch_feature_maps(settings: TokenHeadSettings, device=None):
+    """Frozen Lite0 ``settings.stage`` maps of the training and validation photo patches, computed once.
+
+    Returns:
+        ``(train, val, backbone)``: two ``TensorDataset`` of ``(maps (Tensor[N, C, h, w]), labels)`` and the
+        ``Normalized`` pretrained backbone (eval mode) that computed them.
+    """
+    from torch.utils.data import TensorDataset
+
+    from cvcourse.data import PhotoPatches
+    from cvcourse.models import EfficientNetLite0Weights, efficientnet_lite0
+    from cvcourse.transfer import Normalized
+
+    weights = EfficientNetLite0Weights.IMAGENET1K_V1
+    tf = weights.transforms()
+    backbone = Normalized(efficientnet_lite0(weights=weights), tf.mean, tf.std).eval()
+    if device is not None:
+        backbone = backbone.to(device)
+    out = []
+    for split, n in (("train", settings.n_train), ("val", settings.n_val)):
+        images, labels = materialise(PhotoPatches(n, split=split, patch_size=settings.patch, seed=0)).tensors
+        with torch.no_grad():
+            maps = torch.cat([backbone.forward_stages(images[i:i + 64].to(backbone.mean.device))[settings.stage].cpu()
+                              for i in range(0, len(images), 64)])
+        out.append(TensorDataset(maps, labels))
+    return out[0], out[1], backbone
+
+
+#: the heads lecture 5 compares: ``{name: (kind, recurrent, position encoding)}``
+TOKEN_HEADS = {
+    "pooled + linear": ("pooled", False, False),
+    "VT, static tokenizers": ("vt", False, False),
+    "VT, recurrent tokenizer": ("vt", True, False),
+    "VT, recurrent + position encoding": ("vt", True, True),
+}
+
+
+def token_head_run(name: str, train, val, seed: int = 0, settings: TokenHeadSettings | None = None,
+                   device=None) -> tuple[nn.Module, History]:
+    """Train one head of :data:`TOKEN_HEADS` on frozen feature maps (Adam); returns the head and its history."""
+    from cvcourse.models.visual_transformer import VisualTokenHead
+
+    if name not in TOKEN_HEADS:
+        raise ValueError(f"unknown head {name!r}; choose one of {list(TOKEN_HEADS)}")
+    settings = settings or token_head_settings()
+    kind, recurrent, position = TOKEN_HEADS[name]
+    channels = train.tensors[0].shape[1]
+    num_classes = int(train.tensors[1].max()) + 1
+    seed_everything(seed)
+    if kind == "pooled":
+        head: nn.Module = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+    else:
+        head = VisualTokenHead(channels, num_classes, settings.num_tokens, settings.token_channels, num_layers=2,
+                               recurrent=recurrent, position_channels=settings.position_channels if position else 0)
+    history = fit(head, train, val, epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
+                  device=device, seed=seed, progress=False)
+    return head, history
