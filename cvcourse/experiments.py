@@ -32,6 +32,8 @@ __all__ = [
     "ReluTanhSettings", "relu_tanh_settings", "relu_tanh_run", "rounds_to",
     "BottleneckSettings", "bottleneck_settings", "bottleneck_net", "bottleneck_run",
     "TokenHeadSettings", "token_head_settings", "patch_feature_maps", "token_head_run", "TOKEN_HEADS",
+    "TransferSettings", "transfer_settings", "patch_split", "pretrained_body", "logreg_accuracy",
+    "colour_baseline", "digits_transfer",
     "DegradationSettings", "degradation_settings", "degradation_data", "degradation_run",
 ]
 
@@ -195,18 +197,28 @@ def degradation_data(settings: DegradationSettings) -> tuple[Subset, Subset]:
             Subset(test, range(0, len(test), settings.subsample)))
 
 
-def degradation_run(seed: int = 0, settings: DegradationSettings | None = None, device=None) -> dict[str, History]:
-    """Train the four networks of lecture 3's degradation experiment with one seed.
+def degradation_run(seed: int = 0, settings: DegradationSettings | None = None, device=None,
+                    names: tuple[str, ...] | None = None) -> dict[str, History]:
+    """Train the networks of lecture 3's degradation experiment with one seed.
 
     Every network gets the same data, SGD (momentum 0.9, weight decay 1e-4), batch size and seed.
 
+    Args:
+        names: which of ``settings.builders()`` to train (default all four).
+
     Returns:
-        ``{name: History}`` for plain-shallow, plain-deep, resnet-deep and preact-resnet-deep.
+        ``{name: History}`` for plain-shallow, plain-deep, resnet-deep and preact-resnet-deep (or ``names``).
     """
     settings = settings or degradation_settings()
+    builders = settings.builders()
+    unknown = set(names or ()) - set(builders)
+    if unknown:
+        raise ValueError(f"unknown networks {sorted(unknown)}; choose from {list(builders)}")
     train, test = degradation_data(settings)
     hist = {}
-    for name, make in settings.builders().items():
+    for name, make in builders.items():
+        if names is not None and name not in names:
+            continue
         seed_everything(seed)
         model = make()
         opt = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, weight_decay=1e-4)
@@ -346,3 +358,78 @@ def token_head_run(name: str, train, val, seed: int = 0, settings: TokenHeadSett
     history = fit(head, train, val, epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size,
                   device=device, seed=seed, progress=False)
     return head, history
+
+
+# --------------------------------------------------------------------------------------------- lecture 6
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """Lecture 6's transfer-learning comparisons: the photo-patch task, and the digits as a dissimilar task."""
+
+    n_train: int
+    n_val: int
+    patch: int
+    epochs: int
+    hist_bins: int = 4  # colour-histogram baseline: bins per channel
+    digits_size: int = 32
+    digits_train: int = 300
+    digits_test: int = 200
+
+
+def transfer_settings() -> TransferSettings:
+    """Lecture 6's settings: 1,400 / 700 patches of 96 px, 12 epochs in full mode; 175 / 105 of 64 px, 3 in fast."""
+    return pick(full=TransferSettings(1400, 700, 96, 12, digits_train=1437, digits_test=360),
+                fast=TransferSettings(175, 105, 64, 3))
+
+
+def patch_split(settings: TransferSettings):
+    """``(train, val)`` :class:`~cvcourse.data.PhotoPatches`: training patches from the left 60 % of each photo,
+    validation patches from the right 40 %."""
+    from cvcourse.data import PhotoPatches
+
+    return (PhotoPatches(settings.n_train, split="train", patch_size=settings.patch, seed=0),
+            PhotoPatches(settings.n_val, split="val", patch_size=settings.patch, seed=0))
+
+
+def pretrained_body(device=None) -> nn.Module:
+    """The pretrained EfficientNet-Lite0 behind its own normalisation (``Normalized``), in eval mode."""
+    from cvcourse.models import EfficientNetLite0Weights, efficientnet_lite0
+    from cvcourse.transfer import Normalized
+
+    weights = EfficientNetLite0Weights.IMAGENET1K_V1
+    tf = weights.transforms()
+    body = Normalized(efficientnet_lite0(weights=weights), tf.mean, tf.std).eval()
+    return body.to(device) if device is not None else body
+
+
+def logreg_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                    C: float = 1.0) -> float:
+    """Test accuracy of scikit-learn's logistic regression on feature vectors ``(N, D)``."""
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=3000, C=C).fit(x_train.flatten(1).numpy(), y_train.numpy())
+    return float(clf.score(x_test.flatten(1).numpy(), y_test.numpy()))
+
+
+def colour_baseline(train, val, bins: int = 4) -> float:
+    """Lecture 6's trivial baseline: a joint colour histogram per patch and logistic regression."""
+    from cvcourse.features import colour_histogram
+
+    (x_tr, y_tr), (x_va, y_va) = materialise(train).tensors, materialise(val).tensors
+    return logreg_accuracy(colour_histogram(x_tr, bins), y_tr, colour_histogram(x_va, bins), y_va)
+
+
+def digits_transfer(settings: TransferSettings, body: nn.Module) -> dict[str, float]:
+    """A dissimilar target task: the digits, by logistic regression on frozen ImageNet features of the body
+    and on the raw pixels. Returns ``{"frozen ImageNet features": acc, "raw pixels": acc}``."""
+    from cvcourse.transfer import extract_features
+
+    train, test = (DigitsDataset(train=t, image_size=settings.digits_size) for t in (True, False))
+    train = Subset(train, range(min(settings.digits_train, len(train))))
+    test = Subset(test, range(min(settings.digits_test, len(test))))
+    f_tr, y_tr = extract_features(body, train)
+    f_te, y_te = extract_features(body, test)
+    (x_tr, _), (x_te, _) = materialise(train).tensors, materialise(test).tensors
+    return {"frozen ImageNet features": logreg_accuracy(f_tr, y_tr, f_te, y_te),
+            "raw pixels": logreg_accuracy(x_tr, y_tr, x_te, y_te)}
