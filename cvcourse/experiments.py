@@ -60,7 +60,7 @@ class ShapesSettings:
 def shapes_settings() -> ShapesSettings:
     """Lecture 1's settings: 32x32 shapes; 4,000 / 1,000 images in full mode, 800 / 200 in fast mode."""
     return pick(full=ShapesSettings(32, 4000, 1000, 400, 4, 8, (32, 64, 128), 128, 30),
-                fast=ShapesSettings(32, 800, 200, 200, 4, 8, (16, 32, 64), 64, 12))
+                fast=ShapesSettings(32, 800, 200, 200, 4, 8, (16, 32, 64), 64, 10))
 
 
 def shapes_split(settings: ShapesSettings) -> tuple[ShapesClassification, ShapesClassification]:
@@ -373,14 +373,14 @@ class TransferSettings:
     epochs: int
     hist_bins: int = 4  # colour-histogram baseline: bins per channel
     digits_size: int = 32
-    digits_train: int = 300
-    digits_test: int = 200
+    digits_train: int = 200
+    digits_test: int = 150
 
 
 def transfer_settings() -> TransferSettings:
-    """Lecture 6's settings: 1,400 / 700 patches of 96 px, 12 epochs in full mode; 175 / 105 of 64 px, 3 in fast."""
+    """Lecture 6's settings: 1,400 / 700 patches of 96 px, 12 epochs in full mode; 175 / 105 of 64 px, 2 in fast."""
     return pick(full=TransferSettings(1400, 700, 96, 12, digits_train=1437, digits_test=360),
-                fast=TransferSettings(175, 105, 64, 3))
+                fast=TransferSettings(175, 105, 64, 2))
 
 
 def patch_split(settings: TransferSettings):

