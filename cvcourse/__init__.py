@@ -10,6 +10,7 @@ Modules follow the course's table of contents:
 - ``cvcourse.data``       offline photos, synthetic shapes, optional real data sets
 - ``cvcourse.explain``    Grad-CAM, guided backpropagation (paper notebook lectures/papers/grad_cam)
 - ``cvcourse.train``      a small fit/evaluate loop
+- ``cvcourse.transfer``   normalised inputs, partly frozen bodies, frozen features (transfer learning)
 - ``cvcourse.viz``        plotting helpers
 """
 

@@ -193,3 +193,33 @@ def test_penn_fudan_reads_the_official_folder_layout(tmp_path):
     assert target["boxes"].tolist() == [[5.0, 2.0, 9.0, 10.0], [20.0, 12.0, 38.0, 29.0]]
     ref = torchvision.ops.masks_to_boxes(target["masks"]) + torch.tensor([0.0, 0.0, 1.0, 1.0])
     torch.testing.assert_close(target["boxes"], ref)
+
+
+# ----------------------------------------------------------------------------- materialise
+
+def test_materialise_stacks_every_item_in_order():
+    from cvcourse.data import DigitsDataset, ShapesDetection, materialise
+
+    ds = DigitsDataset(train=False, image_size=8)
+    t = materialise(ds)
+    x, y = t.tensors
+    assert x.shape == (len(ds), 3, 8, 8) and y.shape == (len(ds),) and y.dtype == torch.long
+    for i in (0, 7, len(ds) - 1):
+        assert torch.equal(x[i], ds[i][0]) and int(y[i]) == int(ds[i][1])
+
+    det = ShapesDetection(3, image_size=32, seed=0, max_shapes=1)
+    images, boxes = materialise(det, lambda item: (item[0], item[1]["boxes"][0])).tensors
+    assert images.shape == (3, 3, 32, 32) and torch.equal(boxes[2], det[2][1]["boxes"][0])
+
+
+def test_materialise_errors():
+    from cvcourse.data import materialise
+
+    with pytest.raises(ValueError, match="empty"):
+        materialise([])
+    with pytest.raises(ValueError, match="different shapes"):
+        materialise([(torch.zeros(2), 0), (torch.zeros(3), 1)])
+    with pytest.raises(ValueError, match="fields"):
+        materialise([(torch.zeros(2), 0), (torch.zeros(2),)])
+    with pytest.raises(TypeError, match="fields="):
+        materialise([(torch.zeros(2), {"boxes": 1})])

@@ -5,6 +5,7 @@ import torch
 import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
+import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
@@ -20,12 +21,9 @@ from cvcourse.models.classic import (
     vgg16,
     vgg_small,
 )
+from cvcourse.models.cost import conv_macs, conv_params, count_macs, count_parameters
 from cvcourse.models.receptive_field import (
     LayerSpec,
-    conv_macs,
-    conv_params,
-    count_macs,
-    count_parameters,
     empirical_receptive_field,
     layer_specs,
     receptive_field,
@@ -265,3 +263,51 @@ def test_vgg_small_starts_learning_at_once():
     with torch.no_grad():
         acc = (model(x).argmax(1) == y).float().mean().item()
     assert acc >= 0.9, f"vgg_small fitted only {acc:.0%} of 32 examples in 40 steps"
+
+
+# ----------------------------------------------------------------------------- local response normalisation
+
+@pytest.mark.parametrize("size", [1, 2, 5, 6])
+def test_local_response_norm_matches_torch(size):
+    from cvcourse.models.classic import LocalResponseNorm, local_response_norm
+
+    x = torch.randn(2, 9, 5, 4, dtype=torch.float64).relu() * 3
+    ref = F.local_response_norm(x, size, alpha=5e-4, beta=0.75, k=2.0)
+    torch.testing.assert_close(local_response_norm(x, size, alpha=5e-4, beta=0.75, k=2.0), ref)
+    torch.testing.assert_close(LocalResponseNorm(size)(x), nn.LocalResponseNorm(size)(x))
+
+
+def test_local_response_norm_inhibits_neighbours_and_errors():
+    from cvcourse.models.classic import local_response_norm
+
+    x = torch.zeros(1, 5, 1, 1)
+    x[0, 2] = 10.0
+    alone = local_response_norm(x, 5, alpha=1.0, k=1.0)[0, 2]
+    x[0, 1] = x[0, 3] = 10.0
+    crowded = local_response_norm(x, 5, alpha=1.0, k=1.0)[0, 2]
+    assert crowded < alone
+    with pytest.raises(ValueError, match="size"):
+        local_response_norm(x, 0)
+    with pytest.raises(ValueError, match="at least 3"):
+        local_response_norm(torch.zeros(3, 4), 5)
+
+
+def test_alexnet_2012_has_lrn_after_conv1_and_conv2():
+    from cvcourse.models.classic import LocalResponseNorm
+
+    kinds = [type(m).__name__ for m in alexnet_2012().features]
+    assert kinds[:8] == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d", "Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"]
+    assert not any(isinstance(m, LocalResponseNorm) for m in alexnet().modules())
+
+
+def test_alexnet_init_follows_the_paper():
+    from cvcourse.models.classic import SmallAlexNet, alexnet_init_
+
+    torch.manual_seed(0)
+    net = alexnet_init_(SmallAlexNet(10, widths=(32, 64, 128), hidden=256))
+    layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    w = torch.cat([m.weight.flatten() for m in layers])
+    assert abs(w.std().item() - 0.01) < 5e-4 and abs(w.mean().item()) < 5e-4
+    assert [float(m.bias.unique()) for m in layers] == [0.0, 1.0, 1.0, 1.0, 0.0]
+    with pytest.raises(ValueError, match="no Conv2d"):
+        alexnet_init_(nn.ReLU())

@@ -17,7 +17,8 @@ from torchvision.ops import SqueezeExcitation
 from cvcourse.models.blocks import (Conv2dSame, ConvBNAct, DepthwiseSeparableConv, FusedMBConv, MBConv,
                                     SqueezeExcite, drop_path, make_divisible)
 from cvcourse.models.efficientnet import EfficientNetLite
-from cvcourse.models.mobilenet import MobileNetV1, MobileNetV2, XceptionBlock, count_params
+from cvcourse.models.cost import count_parameters
+from cvcourse.models.mobilenet import MobileNetV1, MobileNetV2, XceptionBlock
 
 
 def _copy_by_order(dst: nn.Module, src: nn.Module) -> None:
@@ -147,7 +148,7 @@ def test_mobilenet_v2_is_torchvision_mobilenet_v2():
     torch.manual_seed(0)
     tv = torchvision.models.mobilenet_v2().eval()
     ours = MobileNetV2().eval()
-    assert count_params(ours) == count_params(tv) == 3_504_872
+    assert count_parameters(ours) == count_parameters(tv) == 3_504_872
     _randomise_bn(tv)
     _copy_by_order(ours, tv)
     x = torch.randn(2, 3, 64, 64)
@@ -157,7 +158,7 @@ def test_mobilenet_v2_is_torchvision_mobilenet_v2():
 
 def test_mobilenet_v1_param_count():
     # Howard et al. (2017), Table 4: 1.0 MobileNet-224 has 4.2 million parameters
-    n = count_params(MobileNetV1())
+    n = count_parameters(MobileNetV1())
     assert round(n / 1e6, 1) == 4.2
     # every weight layer accounted for: stem, 13 x (depthwise + pointwise), BN scales/shifts, classifier
     from cvcourse.models.mobilenet import V1_BLOCKS
@@ -196,7 +197,7 @@ def test_xception_block(cin, cout, reps, stride, hw_out):
     assert y.shape == (1, cout, hw_out, hw_out)
     sep = sum(9 * (cin if i == 0 else cout) + (cin if i == 0 else cout) * cout + 2 * cout for i in range(reps))
     skip = 0 if (stride == 1 and cin == cout) else cin * cout + 2 * cout
-    assert count_params(block) == sep + skip
+    assert count_parameters(block) == sep + skip
 
 
 def test_xception_middle_block_is_identity_plus_residual():

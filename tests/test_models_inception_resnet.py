@@ -17,7 +17,7 @@ from cvcourse.models.inception import (
     NaiveInceptionBlock,
     label_smoothing_cross_entropy,
 )
-from cvcourse.models.receptive_field import conv_params, count_parameters
+from cvcourse.models.cost import conv_params, count_parameters
 from cvcourse.models.resnet import (
     BasicBlock,
     Bottleneck,
@@ -212,3 +212,16 @@ def test_conv_grad_norms_match_manual_backward():
     assert len(norms) == len(convs) == 7
     F.cross_entropy(net(x), y).backward()
     assert norms == pytest.approx([float(c.weight.grad.norm()) for c in convs], rel=1e-5)
+
+
+def test_grid_reduction_matches_torchvision_inception_b():
+    from torchvision.models.inception import InceptionB
+
+    from cvcourse.models.inception import GridReduction
+
+    ours, ref = GridReduction(288), InceptionB(288)
+    assert count_parameters(ours) == count_parameters(ref)
+    x = torch.randn(1, 288, 35, 35)
+    assert ours(x).shape == ref(x).shape == (1, 768, 17, 17)
+    # the pool branch passes the input through: its channels are the input's max-pool
+    torch.testing.assert_close(ours(x)[:, 384 + 96:], F.max_pool2d(x, 3, 2))

@@ -7,7 +7,7 @@ import torchvision
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer
 
-from cvcourse.models.mobilenet import count_params
+from cvcourse.models.cost import count_parameters
 from cvcourse.models.resnet import resnet18
 from cvcourse.models.visual_transformer import (FilterTokenizer, Projector, RecurrentTokenizer, TokenTransformer,
                                                 VisualTransformer, VTResNet)
@@ -53,7 +53,7 @@ def test_vit_matches_torchvision_vision_transformer():
 
 
 def test_vit_b_16_param_count():
-    assert count_params(vit_b_16()) == count_params(torchvision.models.vit_b_16()) == 86_567_656
+    assert count_parameters(vit_b_16()) == count_parameters(torchvision.models.vit_b_16()) == 86_567_656
 
 
 def test_attention_matches_multihead_attention():
@@ -183,3 +183,33 @@ def test_vt_resnet(make_backbone):
 def test_vt_resnet_needs_a_resnet():
     with pytest.raises(ValueError, match="missing"):
         VTResNet(nn.Sequential(nn.Conv2d(3, 8, 3)))
+
+
+def test_tokenizer_position_encoding_is_the_pooled_attention_projected():
+    torch.manual_seed(0)
+    tok = FilterTokenizer(channels=6, num_tokens=3, token_channels=10, position_channels=4, position_grid=2)
+    x = torch.randn(2, 6, 4, 4)
+    tokens, a = tok(x, return_attention=True)
+    assert tokens.shape == (2, 3, 10)
+    pooled = a.reshape(2, 3, 2, 2, 2, 2).mean(dim=(3, 5)).flatten(2)  # 4x4 -> 2x2 by hand
+    torch.testing.assert_close(tokens[..., 6:], pooled @ tok.position.weight.T)
+    plain = (a.flatten(2) @ tok.value(x.flatten(2).transpose(1, 2)))
+    torch.testing.assert_close(tokens[..., :6], plain)
+    with pytest.raises(ValueError, match="position_channels"):
+        FilterTokenizer(6, 3, 8, position_channels=8)
+
+
+def test_visual_token_head_static_and_recurrent():
+    from cvcourse.models.visual_transformer import VisualTokenHead
+
+    x = torch.randn(2, 6, 5, 5)
+    for recurrent in (True, False):
+        head = VisualTokenHead(6, num_classes=4, num_tokens=3, token_channels=8, num_layers=2, recurrent=recurrent,
+                               position_channels=2)
+        assert head(x).shape == (2, 4)
+        assert isinstance(head.layers[1].tokenizer, RecurrentTokenizer) == recurrent
+        maps = head.attention(x)
+        assert len(maps) == 2 and maps[0].shape == (2, 3, 5, 5)
+        torch.testing.assert_close(maps[1].sum(dim=(2, 3)), torch.ones(2, 3))
+    with pytest.raises(ValueError, match="num_layers"):
+        VisualTokenHead(6, 4, num_layers=0)

@@ -4,6 +4,7 @@
 - :mod:`cvcourse.data.shapes`  synthetic shapes for classification, segmentation (also fine structures) and detection
 - :mod:`cvcourse.data.patches` "which photo is this patch from?", a small natural-image task
 - :mod:`cvcourse.data.digits`  scikit-learn's 8x8 digits as a small image-classification set
+- :mod:`cvcourse.data.tensors` ``materialise``: stack every item of a data set into tensors, once
 - :mod:`cvcourse.data.real`    CIFAR-10, Oxford-IIIT Pet and Penn-Fudan when online (else a clear error)
 """
 
@@ -18,6 +19,7 @@ from cvcourse.data.real import (
     oxford_pets,
     penn_fudan,
 )
+from cvcourse.data.tensors import materialise
 from cvcourse.data.shapes import (
     FINE_CLASSES,
     SHAPE_CLASSES,
@@ -61,4 +63,5 @@ __all__ = [
     "render_fine_scene",
     "render_scene",
     "shape_mask",
+    "materialise",
 ]

@@ -3,9 +3,11 @@
 - :mod:`cvcourse.features.sift_pipeline` scale space, DoG extrema, orientation, 128-d descriptor (vectorised PyTorch)
 - :mod:`cvcourse.features.matching`      ratio-test matching, DLT and RANSAC homography
 - :mod:`cvcourse.features.bovw`          dense SIFT, visual vocabulary (k-means) and word histograms
+- :mod:`cvcourse.features.colour`        joint RGB histograms (lecture 6's trivial baseline)
 """
 
 from cvcourse.features.bovw import BagOfVisualWords, dense_keypoints, dense_sift
+from cvcourse.features.colour import colour_histogram
 from cvcourse.features.matching import (
     apply_homography,
     homography_dlt,
@@ -33,6 +35,7 @@ __all__ = [
     "BagOfVisualWords",
     "dense_keypoints",
     "dense_sift",
+    "colour_histogram",
     "apply_homography",
     "homography_dlt",
     "match_descriptors",

@@ -1,4 +1,4 @@
-"""Lecture 2: AlexNet and VGG, the first deep CNNs to win ImageNet (ILSVRC 2012 and 2014).
+"""Lecture 2: AlexNet (winner of ILSVRC 2012) and VGG (ILSVRC 2014: 2nd in classification, 1st in localisation).
 
 Two kinds of models live here:
 
@@ -17,15 +17,19 @@ from __future__ import annotations
 from typing import Sequence, Type
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvcourse._checks import check_tensor
 
 __all__ = [
     "AlexNet",
+    "LocalResponseNorm",
+    "local_response_norm",
     "alexnet",
     "alexnet_2012",
     "SmallAlexNet",
+    "alexnet_init_",
     "VGG",
     "VGG_CONFIGS",
     "make_vgg_features",
@@ -38,6 +42,50 @@ __all__ = [
     "ten_crop",
     "tta_predict",
 ]
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Tensor:
+    """AlexNet's local response normalisation across channels, lecture 2.
+
+    Mirrors ``torch.nn.functional.local_response_norm`` (same arguments and semantics): each activation
+    is divided by a power of the summed squares of its ``size`` neighbouring channels at the same pixel,
+
+        b_c = a_c / (k + alpha / size * sum_{c' = c - size // 2}^{c + (size - 1) // 2} a_{c'}^2) ** beta,
+
+    a "lateral inhibition": a channel that fires among strongly firing neighbours is damped. The paper
+    writes ``alpha`` without the ``1 / size``: its ``k = 2, n = 5, alpha = 1e-4, beta = 0.75`` is
+    ``local_response_norm(x, 5, alpha=5e-4, beta=0.75, k=2.0)`` here.
+
+    Args:
+        input (Tensor[B, C, ...]): activations (after ReLU in AlexNet).
+        size: number of neighbouring channels summed (the channel itself included).
+
+    Returns:
+        Tensor[B, C, ...], same shape.
+    """
+    if input.ndim < 3:
+        raise ValueError(f"input must be (B, C, ...) with at least 3 dims, got shape {tuple(input.shape)}")
+    if size < 1:
+        raise ValueError(f"size must be a positive integer, got {size}")
+    c = input.shape[1]
+    sq = input.pow(2).transpose(1, -1)  # channels last, so that F.pad pads them
+    sq = F.pad(sq, (size // 2, (size - 1) // 2)).transpose(1, -1)  # (B, C + size - 1, ...)
+    window = sum(sq[:, i: i + c] for i in range(size))  # (B, C, ...): squares of each channel's neighbours
+    return input / (k + alpha / size * window) ** beta
+
+
+class LocalResponseNorm(nn.Module):
+    """Module form of :func:`local_response_norm` (mirrors ``nn.LocalResponseNorm``), lecture 2."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: Tensor) -> Tensor:
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
 class AlexNet(nn.Module):
@@ -55,6 +103,8 @@ class AlexNet(nn.Module):
         conv1_padding: padding of the 11x11 convolution (2 in torchvision, 0 for the paper's 227 input).
         groups: groups of conv2, conv4, conv5 (2 reproduces the paper's split over two GPUs).
         dropout: dropout probability in the classifier.
+        lrn: local response normalisation after the ReLUs of conv1 and conv2, with the paper's constants
+            (:func:`alexnet_2012` sets it; torchvision's layout has none).
 
     Shapes:
         ``(B, 3, 224, 224) -> (B, K)``; ``features`` gives ``(B, widths[4], 6, 6)`` for a 224 (or 227) input.
@@ -67,15 +117,19 @@ class AlexNet(nn.Module):
         conv1_padding: int = 2,
         groups: int = 1,
         dropout: float = 0.5,
+        lrn: bool = False,
     ) -> None:
         super().__init__()
         c1, c2, c3, c4, c5 = widths
+        norm = (lambda: [LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)]) if lrn else (lambda: [])
         self.features = nn.Sequential(
             nn.Conv2d(3, c1, kernel_size=11, stride=4, padding=conv1_padding),
             nn.ReLU(inplace=True),
+            *norm(),
             nn.MaxPool2d(kernel_size=3, stride=2),
             nn.Conv2d(c1, c2, kernel_size=5, padding=2, groups=groups),
             nn.ReLU(inplace=True),
+            *norm(),
             nn.MaxPool2d(kernel_size=3, stride=2),
             nn.Conv2d(c2, c3, kernel_size=3, padding=1),
             nn.ReLU(inplace=True),
@@ -117,9 +171,11 @@ def alexnet_2012(num_classes: int = 1000, grouped: bool = True) -> AlexNet:
     """The AlexNet of the 2012 paper: 227x227 input, widths 96-256-384-384-256, lecture 2.
 
     With ``grouped=True`` conv2, conv4 and conv5 see only the half of their input channels that lived
-    on the same GPU (``groups=2``), giving the paper's "60 million parameters" (60,965,224).
+    on the same GPU (``groups=2``), giving the paper's "60 million parameters" (60,965,224). Local
+    response normalisation follows conv1 and conv2, as in the paper.
     """
-    return AlexNet(num_classes, widths=(96, 256, 384, 384, 256), conv1_padding=0, groups=2 if grouped else 1)
+    return AlexNet(num_classes, widths=(96, 256, 384, 384, 256), conv1_padding=0, groups=2 if grouped else 1,
+                   lrn=True)
 
 
 class SmallAlexNet(nn.Module):
@@ -179,6 +235,33 @@ class SmallAlexNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.features(x), 1))  # (B, C3, 2, 2) -> (B, 4 C3)
+
+
+def alexnet_init_(model: nn.Module, std: float = 0.01) -> nn.Module:
+    """The 2012 paper's initialisation, in place, lecture 2: weights ~ N(0, std), std = 0.01.
+
+    Biases as in the paper: 1 in the second and later convolutions and in the hidden fully connected
+    layers ("accelerates the early stages of learning by providing the ReLUs with positive inputs"), 0 in
+    the first convolution and the output layer. No normalisation layers are added or changed.
+
+    Args:
+        model: a network of ``Conv2d`` and ``Linear`` layers (AlexNet, :class:`SmallAlexNet`).
+        std: standard deviation of the weights.
+
+    Returns:
+        ``model`` itself.
+    """
+    if std <= 0:
+        raise ValueError(f"std must be positive, got {std}")
+    layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no Conv2d or Linear layer to initialise")
+    with torch.no_grad():
+        for i, m in enumerate(layers):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0.0 if i in (0, len(layers) - 1) else 1.0)
+    return model
 
 
 #: VGG configurations from the paper's Table 1 (A, B, D, E): channel counts, "M" = 2x2 max-pool.

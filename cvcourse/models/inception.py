@@ -6,6 +6,8 @@
   5x5 convolutions and after the pool.
 * :class:`FactorisedInceptionBlock`: Inception-v3's block (its Figure 5) where the 5x5 branch is two
   3x3 convolutions; :class:`AsymmetricConv` replaces a k x k convolution by k x 1 followed by 1 x k.
+* :class:`GridReduction`: Inception-v3's grid-size reduction (its Figure 10): a stride-2 convolution
+  branch and a stride-2 pool side by side, so the grid halves without a representational bottleneck.
 * :class:`AuxClassifier`: GoogLeNet's side head on an intermediate feature map.
 * :class:`MiniGoogLeNet`: a small GoogLeNet for 32x32 images with one auxiliary head.
 * :func:`label_smoothing_cross_entropy`: Inception-v3's label smoothing, written out.
@@ -29,6 +31,7 @@ __all__ = [
     "InceptionBlock",
     "FactorisedInceptionBlock",
     "AsymmetricConv",
+    "GridReduction",
     "AuxClassifier",
     "MiniGoogLeNet",
     "label_smoothing_cross_entropy",
@@ -152,6 +155,46 @@ class FactorisedInceptionBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class GridReduction(nn.Module):
+    """Inception-v3's grid-size reduction (its Figure 10; torchvision's ``InceptionB``), lecture 3.
+
+    Halving the grid of a ``C``-channel map, the two plain ways are a max-pool followed by a convolution
+    (cheap, but the pool first squeezes the representation through ``C`` channels at the smaller size: a
+    representational bottleneck) or a convolution followed by a pool (no bottleneck, but the convolution
+    runs on the full grid: about four times the compute). This block runs strided branches *in
+    parallel* and concatenates them: a 3x3/2 convolution, 1x1 -> 3x3 -> 3x3/2 convolutions, and a 3x3/2
+    max-pool that passes the ``C`` input channels through. All stride-2 layers use no padding.
+
+    Args:
+        in_channels: C_in.
+        ch3x3: output channels of the single strided 3x3 branch (384 in Inception-v3).
+        ch_dbl_red, ch_dbl: channels of the double-3x3 branch (64 -> 96 -> 96).
+
+    Shapes:
+        ``(B, C_in, H, W) -> (B, C_in + ch3x3 + ch_dbl, (H - 3) // 2 + 1, (W - 3) // 2 + 1)``,
+        e.g. ``(B, 288, 35, 35) -> (B, 768, 17, 17)``.
+    """
+
+    def __init__(self, in_channels: int, ch3x3: int = 384, ch_dbl_red: int = 64, ch_dbl: int = 96) -> None:
+        super().__init__()
+
+        def strided(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(OrderedDict([
+                ("conv", nn.Conv2d(cin, cout, 3, stride=2, bias=False)),
+                ("bn", nn.BatchNorm2d(cout)),
+                ("act", nn.ReLU(inplace=True)),
+            ]))
+
+        self.branch3x3 = strided(in_channels, ch3x3)
+        self.branch3x3dbl = nn.Sequential(conv_bn_relu(in_channels, ch_dbl_red, 1), conv_bn_relu(ch_dbl_red, ch_dbl, 3),
+                                          strided(ch_dbl, ch_dbl))
+        self.branch_pool = nn.MaxPool2d(3, stride=2)
+        self.out_channels = in_channels + ch3x3 + ch_dbl
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([self.branch3x3(x), self.branch3x3dbl(x), self.branch_pool(x)], 1)
 
 
 class AuxClassifier(nn.Module):

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from cvcourse.models.blocks import ConvBNAct, DepthwiseSeparableConv, InvertedResidual, make_divisible
 
-__all__ = ["MobileNetV1", "MobileNetV2", "SeparableConv2d", "XceptionBlock", "count_params"]
+__all__ = ["MobileNetV1", "MobileNetV2", "SeparableConv2d", "XceptionBlock"]
 
 #: MobileNet v1 body: (out channels, stride) of the 13 depthwise separable blocks.
 V1_BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
@@ -176,9 +176,3 @@ class XceptionBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x) + self.skip(x)
-
-
-def count_params(model: nn.Module) -> int:
-    """Number of learnable parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-

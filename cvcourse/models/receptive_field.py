@@ -1,7 +1,6 @@
-"""Layer arithmetic for lectures 2-3: receptive fields, parameter counts and multiply-adds.
+"""Receptive fields, lecture 2 (parameter and multiply-add counts live in :mod:`cvcourse.models.cost`).
 
-Introduced in lecture 2 (AlexNet and VGG: why two 3x3 convolutions see as much as one 5x5) and used
-again in lecture 3 (the cost of an Inception block with and without 1x1 reductions).
+Introduced in lecture 2 (AlexNet and VGG: why two 3x3 convolutions see as much as one 5x5).
 
 Letter legend: B batch, C channels (``C_in`` / ``C_out``), H height, W width, k kernel size,
 s stride, d dilation, L number of layers.
@@ -28,10 +27,6 @@ __all__ = [
     "layer_specs",
     "empirical_receptive_field",
     "receptive_field_mask",
-    "conv_params",
-    "conv_macs",
-    "count_parameters",
-    "count_macs",
     "conv_stack",
     "layer_output",
 ]
@@ -160,78 +155,6 @@ def empirical_receptive_field(model: nn.Module, in_channels: int, input_size: in
     if rows.numel() == 0:
         return 0
     return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
-
-
-def conv_params(c_in: int, c_out: int, k: int | tuple[int, int], bias: bool = True, groups: int = 1) -> int:
-    """Number of weights of a ``nn.Conv2d(c_in, c_out, k, groups=groups, bias=bias)``.
-
-    ``k * k * C_in / groups * C_out (+ C_out)``; ``k`` may be ``(kh, kw)`` for asymmetric kernels.
-    Lecture 2: two 3x3 layers on C channels cost ``2 * 9 C^2`` weights against ``25 C^2`` for one 5x5.
-    """
-    kh, kw = (k, k) if isinstance(k, int) else k
-    if c_in % groups or c_out % groups:
-        raise ValueError(f"c_in={c_in} and c_out={c_out} must both be divisible by groups={groups}")
-    return kh * kw * (c_in // groups) * c_out + (c_out if bias else 0)
-
-
-def conv_macs(c_in: int, c_out: int, k: int | tuple[int, int], out_hw: int | tuple[int, int], groups: int = 1) -> int:
-    """Multiply-accumulate operations of a convolution producing an ``out_hw`` map (bias ignored).
-
-    ``MACs = kh * kw * C_in / groups * C_out * H_out * W_out``; FLOPs are about ``2 * MACs``.
-    """
-    kh, kw = (k, k) if isinstance(k, int) else k
-    oh, ow = (out_hw, out_hw) if isinstance(out_hw, int) else out_hw
-    return conv_params(c_in, c_out, (kh, kw), bias=False, groups=groups) * oh * ow
-
-
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Total number of parameter elements (mirrors ``sum(p.numel() for p in model.parameters())``)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def count_macs(model: nn.Module, input_size: Sequence[int]) -> int:
-    """Multiply-adds of every ``Conv2d`` and ``Linear`` in one forward pass of a zero input.
-
-    Args:
-        model: the network (put in eval mode for the pass and restored afterwards).
-        input_size: ``(C, H, W)`` or ``(B, C, H, W)``; the count is per batch given (B = 1 by default).
-
-    Returns:
-        The number of multiply-accumulates (normalisation, activations and pooling are not counted).
-    """
-    size = tuple(input_size)
-    if len(size) == 3:
-        size = (1,) + size
-    if len(size) != 4:
-        raise ValueError(f"input_size must be (C, H, W) or (B, C, H, W), got {tuple(input_size)}")
-    total = 0
-
-    def conv_hook(m: nn.Conv2d, _inp, out: Tensor) -> None:
-        nonlocal total
-        kh, kw = m.kernel_size
-        total += kh * kw * (m.in_channels // m.groups) * out.numel()
-
-    def linear_hook(m: nn.Linear, _inp, out: Tensor) -> None:
-        nonlocal total
-        total += m.in_features * out.numel()
-
-    handles = []
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
-    was_training = model.training
-    p = next(iter(model.parameters()), None)
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(size, device=p.device if p is not None else None))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return total
 
 
 def conv_stack(num_layers: int, kernel_size: int, stride: int = 1, dilation: int = 1, channels: int = 1) -> nn.Sequential:

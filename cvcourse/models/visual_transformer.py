@@ -7,9 +7,12 @@ transformer relate those few tokens, and (for dense tasks) project them back ont
                                ``T = A^T (X W_V)``: L tokens, each a weighted average of pixel features
 - :class:`RecurrentTokenizer`  the same, but the token queries come from the previous layer's tokens
                                (``W_R = T_in W_TR``): dynamic tokenisation
+- position encoding            each token's spatial attention, pooled to a fixed grid and projected, is
+                               concatenated to it (``position_channels``), so tokens know *where* they looked
 - :class:`TokenTransformer`    self-attention among the L tokens and a 2-layer MLP, both residual
 - :class:`Projector`           ``X_out = X + softmax_L((X W_Q)(T W_K)^T) (T W_V)``: tokens back to pixels
 - :class:`VisualTransformer`   tokenizer -> transformer -> projector, one layer of the paper
+- :class:`VisualTokenHead`     visual-transformer layers and a classifier on frozen features (lecture 5)
 - :class:`VTResNet`            ResNet-18 stem and stages 1-4 (``conv1`` .. ``layer3``), the last stage
                                (``layer4``) replaced by visual-transformer layers and a head on the tokens
 
@@ -19,10 +22,12 @@ Ct token channels.
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["FilterTokenizer", "RecurrentTokenizer", "TokenTransformer", "Projector", "VisualTransformer",
-           "VTResNet"]
+           "VisualTokenHead", "VTResNet"]
 
 
 def _flatten(x: Tensor) -> Tensor:
@@ -38,22 +43,37 @@ class FilterTokenizer(nn.Module):
         channels: C of the feature map.
         num_tokens: L.
         token_channels: Ct.
+        position_channels: Cp; with Cp > 0 the paper's position encoding: each token's attention map,
+            average-pooled to ``position_grid`` x ``position_grid``, flattened and linearly projected to Cp
+            channels, is concatenated to the ``Ct - Cp`` value channels (0: no position encoding).
+        position_grid: the fixed grid of the position encoding (7 in the paper for 14 x 14 maps).
 
     Shape: ``(B, C, H, W) -> (B, L, Ct)``; ``forward(..., return_attention=True)`` also gives the spatial
     attention ``(B, L, H, W)`` (each token's map sums to 1).
     """
 
-    def __init__(self, channels: int, num_tokens: int = 8, token_channels: int = 1024) -> None:
+    def __init__(self, channels: int, num_tokens: int = 8, token_channels: int = 1024, position_channels: int = 0,
+                 position_grid: int = 7) -> None:
         super().__init__()
+        if not 0 <= position_channels < token_channels:
+            raise ValueError(f"position_channels must be in [0, token_channels={token_channels}), got {position_channels}")
         self.attn = nn.Linear(channels, num_tokens, bias=False)  # W_A
-        self.value = nn.Linear(channels, token_channels, bias=False)  # W_V
+        self.value = nn.Linear(channels, token_channels - position_channels, bias=False)  # W_V
+        self.position_grid = position_grid
+        self.position = (nn.Linear(position_grid * position_grid, position_channels, bias=False)
+                         if position_channels else None)  # W_{A -> P}
 
     def _tokens(self, x: Tensor, logits: Tensor, return_attention: bool):
         B, _, H, W = x.shape
         a = logits.softmax(dim=1)  # (B, HW, L), softmax over pixels
-        tokens = a.transpose(1, 2) @ self.value(_flatten(x))  # (B, L, HW) @ (B, HW, Ct) -> (B, L, Ct)
+        tokens = a.transpose(1, 2) @ self.value(_flatten(x))  # (B, L, HW) @ (B, HW, Ct - Cp) -> (B, L, Ct - Cp)
+        maps = a.transpose(1, 2).reshape(B, -1, H, W)  # (B, HW, L) -> (B, L, H, W)
+        if self.position is not None:
+            g = self.position_grid
+            pooled = F.adaptive_avg_pool2d(maps, (g, g)).flatten(2)  # (B, L, H, W) -> (B, L, g * g)
+            tokens = torch.cat([tokens, self.position(pooled)], dim=-1)  # -> (B, L, Ct)
         if return_attention:
-            return tokens, a.transpose(1, 2).reshape(B, -1, H, W)  # (B, HW, L) -> (B, L, H, W)
+            return tokens, maps
         return tokens
 
     def forward(self, x: Tensor, return_attention: bool = False):
@@ -67,8 +87,9 @@ class RecurrentTokenizer(FilterTokenizer):
     Shape: ``x (B, C, H, W)``, ``tokens_in (B, L, Ct) -> (B, L, Ct)``.
     """
 
-    def __init__(self, channels: int, token_channels: int = 1024) -> None:
-        super().__init__(channels, 1, token_channels)
+    def __init__(self, channels: int, token_channels: int = 1024, position_channels: int = 0,
+                 position_grid: int = 7) -> None:
+        super().__init__(channels, 1, token_channels, position_channels, position_grid)
         del self.attn
         self.token_to_filter = nn.Linear(token_channels, channels, bias=False)  # W_TR
 
@@ -142,30 +163,77 @@ class VisualTransformer(nn.Module):
             :class:`FilterTokenizer`.
         project: fuse the tokens back into the feature map (needed by every layer but the last one in
             classification).
+        position_channels: Cp of the tokenizer's position encoding (0: none); see :class:`FilterTokenizer`.
 
     Shape: ``x (B, C, H, W)`` [, ``tokens_in (B, L, Ct)``] -> ``(x_out (B, C, H, W) or x, tokens (B, L, Ct))``.
     """
 
     def __init__(self, channels: int, num_tokens: int = 8, token_channels: int = 1024, recurrent: bool = False,
-                 project: bool = True) -> None:
+                 project: bool = True, position_channels: int = 0) -> None:
         super().__init__()
-        self.tokenizer = (RecurrentTokenizer(channels, token_channels) if recurrent
-                          else FilterTokenizer(channels, num_tokens, token_channels))
+        self.tokenizer = (RecurrentTokenizer(channels, token_channels, position_channels) if recurrent
+                          else FilterTokenizer(channels, num_tokens, token_channels, position_channels))
         self.transformer = TokenTransformer(token_channels)
         self.projector = Projector(channels, token_channels) if project else None
         self.recurrent = recurrent
 
-    def forward(self, x: Tensor, tokens_in: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, tokens_in: Tensor | None = None, return_attention: bool = False):
+        """``(x_out, tokens)``, and the tokenizer's attention ``(B, L, H, W)`` with ``return_attention``."""
         if self.recurrent:
             if tokens_in is None:
                 raise ValueError("a recurrent tokenizer needs tokens_in from the previous layer")
-            tokens = self.tokenizer(x, tokens_in)
+            tokens, attention = self.tokenizer(x, tokens_in, return_attention=True)
         else:
-            tokens = self.tokenizer(x)
+            tokens, attention = self.tokenizer(x, return_attention=True)
         tokens = self.transformer(tokens)
         if self.projector is not None:
             x = self.projector(x, tokens)
-        return x, tokens
+        return (x, tokens, attention) if return_attention else (x, tokens)
+
+
+class VisualTokenHead(nn.Module):
+    """Visual-transformer layers and a linear classifier on a (frozen) feature map, lecture 5.
+
+    The part of :class:`VTResNet` after the convolutional stem, for any backbone: ``num_layers``
+    :class:`VisualTransformer` layers (the first with a filter tokenizer; later ones recurrent, or static
+    filter tokenizers with ``recurrent=False``), every layer but the last projecting back onto the map,
+    then a classifier on the mean of the last tokens.
+
+    Args:
+        channels: C of the feature map.
+        num_classes: K.
+        num_tokens, token_channels, position_channels: L, Ct, Cp of every layer.
+        num_layers: number of visual-transformer layers (>= 1).
+        recurrent: recurrent tokenizers after the first layer (the paper) or static ones.
+
+    Shape: ``(B, C, H, W) -> (B, K)``; ``attention(x)`` gives each layer's ``(B, L, H, W)`` maps.
+    """
+
+    def __init__(self, channels: int, num_classes: int, num_tokens: int = 8, token_channels: int = 64,
+                 num_layers: int = 2, recurrent: bool = True, position_channels: int = 0) -> None:
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers must be at least 1, got {num_layers}")
+        self.layers = nn.ModuleList(
+            VisualTransformer(channels, num_tokens, token_channels, recurrent=recurrent and i > 0,
+                              project=i < num_layers - 1, position_channels=position_channels)
+            for i in range(num_layers))
+        self.head = nn.Linear(token_channels, num_classes)
+
+    def _run(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        tokens, maps = None, []
+        for layer in self.layers:
+            x, tokens, a = layer(x, tokens, return_attention=True)
+            maps.append(a)
+        return tokens, maps
+
+    def attention(self, x: Tensor) -> list[Tensor]:
+        """Each layer's tokenizer attention, ``(B, L, H, W)`` per layer."""
+        return self._run(x)[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        tokens, _ = self._run(x)
+        return self.head(tokens.mean(dim=1))  # (B, L, Ct) -> (B, Ct) -> (B, K)
 
 
 class VTResNet(nn.Module):
