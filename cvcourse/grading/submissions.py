@@ -103,7 +103,9 @@ def load_sections(submission: Path) -> list[Section]:
         if path.resolve() in [p.resolve() for p in chain]:
             raise ValueError("submission bases form a cycle: " + " -> ".join(p.stem for p in chain + [path]))
         chain.append(path)
-        name = base_of(path.read_text())
+        text = path.read_text()
+        parse_submission(text)  # malformed files (a base line after a section) fail here, before their base
+        name = base_of(text)
         if name is None:
             path = None
         else:
