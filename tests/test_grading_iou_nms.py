@@ -51,10 +51,10 @@ WRONG: dict[str, tuple[set[str], set[str], str]] = {
     "bug_iou_clamp_zero": ({"test_box_area", "test_box_iou", "test_box_iou_edges"}, {"test_box_iou_degenerate"},
                            "negative"),
     "bug_batched_fixed_offset": ({"test_batched_nms"}, ALL - {"test_batched_nms"}, "large coordinates"),
-    "bug_batched_max_offset": ({"test_batched_nms"}, ALL - {"test_batched_nms"}, "only negative coordinates"),
+    "bug_batched_max_offset": ({"test_batched_nms"}, ALL - {"test_batched_nms"}, "negative"),
     # objects and names the student controls (issue 14): a lying Tensor subclass, a rebound `checks`,
     # an input transformer that blanks later cells
-    "tamper_tensor_subclass": (BOX_AREA_AND_NMS, IOU, "exactly torch.Tensor"),
+    "tamper_tensor_subclass": (BOX_AREA_AND_NMS, set(), "exactly torch.Tensor"),  # box_iou uses the lying box_area
     "tamper_rebind_checks": ({"test_box_iou_degenerate", "test_nms_threshold"},
                              {"test_box_area", "test_box_iou", "test_nms_chain"}, "zero-area"),
     "tamper_input_transformer": (ALL, set(), ""),

@@ -6,6 +6,7 @@
 * :mod:`cvcourse.grading.checks` — trusted comparisons, tamper and library-call checks for hidden tests;
 * :mod:`cvcourse.grading.generate` — regenerate ``assignments/release`` and ``solutions``;
 * :mod:`cvcourse.grading.submissions` — sample submissions as ``.py`` files;
+* :mod:`cvcourse.grading.static_report` — the constructs in a submission a grader should read by hand;
 * :mod:`cvcourse.grading.autograde` — grade a batch in parallel and read the scores back.
 
 Command line: ``python -m cvcourse.grading {install-kernel,generate,grade}``. Nothing is imported

@@ -262,10 +262,19 @@ def _forbidden_targets() -> dict[str, tuple[str, str, Any]]:
         except (ImportError, AttributeError, RuntimeError):
             continue
     for package in FORBIDDEN_MODULES:
-        for mod in _library_submodules(package):
+        mods = _library_submodules(package)
+        seen = set()
+        for mod in mods[:1]:  # the package's public names first: messages say cvcourse.ops.box_area
+            for attr in getattr(mod, "__all__", [a for a in dir(mod) if not a.startswith("_")]):
+                obj = getattr(mod, attr, None)
+                if callable(obj) and not isinstance(obj, type):
+                    found[f"{package}.{attr}"] = (package, attr, obj)
+                    seen.add(id(obj))
+        for mod in mods:  # then every function of every module, private helpers included
             for attr, obj in vars(mod).items():
-                if isinstance(obj, types.FunctionType) and obj.__module__.startswith(package):
-                    found.setdefault(f"{obj.__module__}.{obj.__name__}", (mod.__name__, attr, obj))
+                if isinstance(obj, types.FunctionType) and obj.__module__.startswith(package) and id(obj) not in seen:
+                    seen.add(id(obj))
+                    found[f"{obj.__module__}.{obj.__name__}"] = (mod.__name__, attr, obj)
     return found
 
 
@@ -722,9 +731,9 @@ def forbid_library(fn: Any = None) -> Iterator[list[str]]:
             _leave(mode)
     if log:
         raise ForbiddenCallError(
-            f"your code called {log[0]}, the library version of what this exercise asks you to build "
-            "(or a way around the check for it; the call counts even if your code caught the error); "
-            "implement it yourself"
+            f"your code called {log[0]}, the library version of what this exercise asks you to build, "
+            "or a way around the check for it (the error was caught inside your code, but the call still "
+            "counts); implement it yourself"
         )
 
 
