@@ -131,3 +131,112 @@ def test_deleted_test_cells_can_be_restored(name):
                     "test nor an answer cell; nbgrader could not restore it if a student deleted it")
             if meta:
                 prev = meta
+
+
+# The rules each assignment states for its inputs (issue 14: a student who validates them, as cvcourse.ops does,
+# must never lose points). Each returns what is wrong with one call's arguments, or "".
+RULES = '''
+import math as _math
+def _boxes_rule(b, name):
+    if type(b) is not torch.Tensor or b.dim() != 2 or b.shape[1] != 4:
+        return f"{name} is not a Tensor[N, 4]"
+    if b.dtype == torch.bool or b.is_complex() or (b.is_floating_point() and not bool(torch.isfinite(b).all())):
+        return f"{name} is not real and finite"
+    if bool(((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])).any()):
+        return f"{name} has a box with x2 < x1 or y2 < y1"
+    return ""
+def _nms_rule(boxes, scores, thr, idxs=None):
+    bad = _boxes_rule(boxes, "boxes")
+    if bad:
+        return bad
+    if type(scores) is not torch.Tensor or tuple(scores.shape) != (len(boxes),) or not scores.is_floating_point():
+        return "scores is not a float Tensor[N]"
+    if len(set(scores.tolist())) != len(scores):
+        return "scores are not distinct"
+    if type(thr) not in (int, float) or not 0 <= thr <= 1:
+        return "iou_threshold is not a number in [0, 1]"
+    if idxs is not None and (type(idxs) is not torch.Tensor or idxs.dtype != torch.int64 or tuple(idxs.shape) != (len(boxes),)):
+        return "idxs is not an int64 Tensor[N]"
+    return ""
+def _int_rule(v, name, low):
+    return "" if type(v) is int and v >= low else f"{name} = {v!r} is not an int >= {low}"
+def _4d(x, name):
+    return "" if type(x) is torch.Tensor and x.dim() == 4 else f"{name} is not a 4-D tensor"
+def _conv_t_rule(x, weight, bias=None, stride=1, padding=0):
+    bad = _4d(x, "x") or _4d(weight, "weight") or _int_rule(stride, "stride", 1) or _int_rule(padding, "padding", 0)
+    if bad:
+        return bad
+    if weight.shape[0] != x.shape[1] or (bias is not None and tuple(bias.shape) != (weight.shape[1],)):
+        return "weight or bias does not fit x"
+    if min((x.shape[2] - 1) * stride + weight.shape[2], (x.shape[3] - 1) * stride + weight.shape[3]) - 2 * padding < 1:
+        return "padding leaves no output"
+    return ""
+def _unpool_rule(x, indices, output_size):
+    bad = _4d(x, "x")
+    if bad:
+        return bad
+    if type(indices) is not torch.Tensor or indices.dtype != torch.int64 or indices.shape != x.shape:
+        return "indices is not an int64 tensor shaped like x"
+    H, W = (int(v) for v in tuple(output_size)[-2:])
+    if H < x.shape[2] or W < x.shape[3] or (indices.numel() and not 0 <= int(indices.min()) <= int(indices.max()) < H * W):
+        return "output_size does not fit x and its indices"
+    return ""
+_RULES = {
+    "box_area": lambda boxes: _boxes_rule(boxes, "boxes"),
+    "box_iou": lambda b1, b2: _boxes_rule(b1, "boxes1") or _boxes_rule(b2, "boxes2"),
+    "nms": lambda boxes, scores, iou_threshold: _nms_rule(boxes, scores, iou_threshold),
+    "batched_nms": lambda boxes, scores, idxs, iou_threshold: _nms_rule(boxes, scores, iou_threshold, idxs),
+    "nearest_unpool2d": lambda x, scale_factor=2: _4d(x, "x") or _int_rule(scale_factor, "scale_factor", 1),
+    "max_unpool2d": _unpool_rule,
+    "conv_transpose2d": _conv_t_rule,
+}
+_violations = []
+def _validated(fn):
+    rule = _RULES[fn.__name__]
+    def checked(*args, **kwargs):
+        bad = rule(*args, **kwargs)
+        if bad:
+            _violations.append(f"{fn.__name__}: {bad}")
+        return fn(*args, **kwargs)
+    checked.__name__ = fn.__name__
+    return checked
+'''
+#: Cells of the source notebooks left out of this run (the U-Net's training is not about input rules).
+SKIP_CELLS = {"unet", "test_unet_visible", "test_unet_shapes", "test_unet_grads", "test_unet_learns", "demo_15"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hidden_inputs_keep_the_stated_rules(name, tmp_path):
+    """Run the source notebook (solutions and hidden tests) with every graded function wrapped in a check of
+    the assignment's stated input rules; no hidden input may break them, and the solution passes every test."""
+    from nbclient import NotebookClient  # noqa: PLC0415
+
+    for path in sorted((ASSIGNMENTS / "source" / name).glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cells = []
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if gid in SKIP_CELLS:
+                continue
+            cells.append(cell)
+            if gid == "setup":
+                cells.append(nbformat.v4.new_code_cell(RULES))
+            elif cell.metadata.get("nbgrader", {}).get("solution") and gid != "unet":
+                cells.append(nbformat.v4.new_code_cell(f"{gid} = _validated({gid})"))
+        cells.append(nbformat.v4.new_code_cell("import json\nprint('RULES:' + json.dumps(_violations))"))
+        nb.cells = cells
+        import os  # noqa: PLC0415
+
+        env_before = os.environ.get("NBGRADER_EXECUTION")
+        os.environ["NBGRADER_EXECUTION"] = "autograde"
+        try:
+            NotebookClient(nb, timeout=300, kernel_name="python3",
+                           resources={"metadata": {"path": str(tmp_path)}}).execute()
+        finally:
+            if env_before is None:
+                os.environ.pop("NBGRADER_EXECUTION", None)
+            else:
+                os.environ["NBGRADER_EXECUTION"] = env_before
+        text = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+        violations = json.loads(text.split("RULES:", 1)[1])
+        assert violations == [], f"{path.name}: hidden inputs break the stated rules: {sorted(set(violations))}"

@@ -22,7 +22,9 @@ ALL = {"test_box_area", "test_box_iou", "test_box_iou_edges", "test_box_iou_dege
 IOU = {"test_box_iou", "test_box_iou_edges", "test_box_iou_degenerate"}
 NMS = {"test_nms", "test_nms_threshold", "test_nms_chain", "test_nms_edges", "test_batched_nms"}
 
-CORRECT = ["correct_vectorised", "correct_loops", "correct_numpy", "correct_while"]
+CORRECT = ["correct_vectorised", "correct_loops", "correct_numpy", "correct_while", "correct_validating"]
+BOX_AREA_AND_NMS = {"test_box_area", "test_nms", "test_nms_threshold", "test_nms_chain", "test_nms_edges",
+                    "test_batched_nms"}
 
 #: submission -> (cells that must score 0, cells that must keep full marks, text one of the errors must show)
 WRONG: dict[str, tuple[set[str], set[str], str]] = {
@@ -45,6 +47,20 @@ WRONG: dict[str, tuple[set[str], set[str], str]] = {
     "tamper_comparisons": (ALL, set(), "tampering detected"),
     "tamper_builtins": (ALL, set(), "tampering detected"),
     "edit_tests": ({"test_box_area", "test_nms"}, set(), ""),
+    # negative coordinates and classes one offset apart (issue 14: these used to get full marks)
+    "bug_iou_clamp_zero": ({"test_box_area", "test_box_iou", "test_box_iou_edges"}, {"test_box_iou_degenerate"},
+                           "negative"),
+    "bug_batched_fixed_offset": ({"test_batched_nms"}, ALL - {"test_batched_nms"}, "large coordinates"),
+    "bug_batched_max_offset": ({"test_batched_nms"}, ALL - {"test_batched_nms"}, "negative"),
+    # objects and names the student controls (issue 14): a lying Tensor subclass, a rebound `checks`,
+    # an input transformer that blanks later cells
+    "tamper_tensor_subclass": (BOX_AREA_AND_NMS, set(), "exactly torch.Tensor"),  # box_iou uses the lying box_area
+    "tamper_rebind_checks": ({"test_box_iou_degenerate", "test_nms_threshold"},
+                             {"test_box_area", "test_box_iou", "test_nms_chain"}, "zero-area"),
+    "tamper_input_transformer": (ALL, set(), ""),
+    # library shortcuts the old checks missed (issue 14)
+    "cheat_containers": (ALL, set(), "as `_TOOLS`"),
+    "cheat_private_helpers": ({"test_box_area"} | IOU | NMS - {"test_batched_nms"}, set(), "a copy of its code"),
     "attack_sandbox": (ALL - {"test_box_iou_degenerate"}, set(), ""),  # all-zero IoU is right there
 }
 
@@ -91,6 +107,18 @@ def test_tampering_is_named_in_the_message(graded):
     assert "torch.equal" in graded[0]["tamper_comparisons"].errors["test_box_area"]
     named = " ".join(graded[0]["tamper_builtins"].errors.values())
     assert "torch.testing.assert_close" in named and "builtins.abs" in named, named
+
+
+def test_an_input_transformer_is_undone_and_reported(graded):
+    errs = " ".join(graded[0]["tamper_input_transformer"].errors.values())
+    assert "input_transformers_post" in errs, errs
+
+
+def test_private_helpers_and_held_references_are_named(graded):
+    errs = " ".join(graded[0]["cheat_private_helpers"].errors.values())
+    assert "cvcourse.ops.boxes._inter_union" in errs and "cvcourse.ops.nms._" in errs, errs
+    errs = " ".join(graded[0]["cheat_containers"].errors.values())
+    assert "as `_BY_NAME`" in errs and "as `_fast_nms`" in errs and "_toolbox.run" in errs, errs
 
 
 def test_deleted_and_edited_test_cells_are_restored_and_run(graded):

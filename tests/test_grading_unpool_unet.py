@@ -39,6 +39,13 @@ EXPECTED_LOST = {
                       "test_conv_t_stride", "test_conv_t_padding", "test_conv_t_bias"],
     "tamper_equal": [g for g in UNPOOL if not g.endswith("_visible")],
     "unet_wrong_size": ["test_unet_visible", "test_unet_shapes", "test_unet_learns"],
+    # issue 14: inputs keep the stated rules, so validating them costs nothing (UNet stub: unpooling cells only)
+    "correct_validating": [],
+    # issue 14: shortcuts around the dispatch-level guard (torch.nn.grad.conv2d_input, _DisableTorchDispatch,
+    # leaving the mode with _pop_mode) and a fake sys.modules entry for the class the U-Net test compares with
+    "cheat_dispatch_escape": ["test_nearest_hidden", "test_max_unpool_hidden", "test_max_unpool_odd",
+                              "test_conv_t_stride1", "test_conv_t_stride", "test_conv_t_padding", "test_conv_t_bias"],
+    "cheat_unet_sys_modules": ["test_unet_shapes"],
 }
 CORRECT = ["correct_vectorised", "correct_loops"]
 
@@ -91,13 +98,20 @@ def test_unfinished_unet_scores_zero_on_unet_cells(results):
     assert all(res.scores[g][0] == 0 for g in UNET)
 
 
+def test_a_faked_module_entry_does_not_hide_the_course_unet(results):
+    assert "not cvcourse.models.UNet" in results["cheat_unet_sys_modules"].errors["test_unet_shapes"]
+
+
 def test_tampering_is_reported(results):
     errors = " ".join(str(e) for e in results["tamper_equal"].errors.values())
     assert "torch.equal" in errors and "tamper" in errors.lower(), errors
 
 
 @pytest.mark.parametrize("name,needle", [("cheat_library", "interpolate"), ("cheat_aliased", "interpolate"),
-                                         ("cheat_library", "conv_transpose2d"), ("cheat_aliased", "max_unpool2d")])
+                                         ("cheat_library", "conv_transpose2d"), ("cheat_aliased", "max_unpool2d"),
+                                         ("cheat_dispatch_escape", "torch.nn.grad.conv2d_input"),
+                                         ("cheat_dispatch_escape", "_DisableTorchDispatch"),
+                                         ("cheat_dispatch_escape", "_pop_mode")])
 def test_cheating_is_reported_with_the_reason(results, name, needle):
     errors = " ".join(str(e) for e in results[name].errors.values())
     assert "library version" in errors and needle in errors, errors

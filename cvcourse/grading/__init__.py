@@ -8,6 +8,7 @@
 * :mod:`cvcourse.grading.checks` — trusted comparisons, tamper and library-call checks for hidden tests;
 * :mod:`cvcourse.grading.generate` — regenerate ``assignments/release`` and ``solutions``;
 * :mod:`cvcourse.grading.submissions` — sample submissions as ``.py`` files;
+* :mod:`cvcourse.grading.static_report` — the constructs in a submission a grader should read by hand;
 * :mod:`cvcourse.grading.autograde` — find submissions, grade a batch in parallel, read the scores back;
 * :mod:`cvcourse.grading.table` — the grade table and CSV;
 * :mod:`cvcourse.grading.collect` — ``nbgrader zip_collect`` for Canvas/Moodle/plain downloads;

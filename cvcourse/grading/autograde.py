@@ -173,4 +173,17 @@ def grade_batch(assignment: str, notebooks: dict[str, dict[str, nbformat.Noteboo
     for res, log in outs:
         results.update(res)
         logs.append(log)
+    _add_static_reports(results, notebooks, assignments_dir / "release" / assignment)
     return results, logs
+
+
+def _add_static_reports(results: dict[str, StudentResult], notebooks: dict[str, dict[str, nbformat.NotebookNode]],
+                        release_dir: Path) -> None:
+    """Flag each student whose code holds constructs a grader should read by hand (:mod:`static_report`)."""
+    from cvcourse.grading import static_report  # noqa: PLC0415
+
+    release = {p.name: nbformat.read(p, as_version=4) for p in sorted(release_dir.glob("*.ipynb"))}
+    for student, files in notebooks.items():
+        findings = [f for name, nb in files.items() for f in static_report.report(nb, release.get(name))]
+        if findings and student in results:
+            results[student].flags.append(static_report.summary(findings))

@@ -8,22 +8,34 @@ marker line::
     # -- delete: <grade_id> --        remove that cell (section body must be empty)
     # -- insert-after: <grade_id> --  add a new code cell with this body after that cell
 
+A ``# -- base: <name> --`` line before the first section starts from another sample of the same
+folder (``<name>.py``): its sections are applied first, then this file's, so a buggy sample holds
+only its bug (``# -- base: correct_vectorised --`` then one ``# -- cell: nms --``). Bases may
+themselves have a base; a cycle is an error.
+
 ``<grade_id>`` is the nbgrader ``grade_id`` of a cell in the release notebook (answer cells and
 test cells alike, so a submission can also try to edit or delete a locked test cell). Unnamed
 cells keep the release text. A whole notebook can be given instead: a submission path ending in
 ``.ipynb`` is used as it is. Assignments with several notebooks name the notebook in the marker:
 ``# -- cell: <notebook>:<grade_id> --`` (without ``<notebook>:`` the first notebook is meant).
+
+Command line (turn a sample into the notebook a student would hand in, e.g. to open it in Jupyter)::
+
+    python -m cvcourse.grading.submissions build ASSIGNMENT SAMPLE.py OUT.ipynb [--release DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
 MARKER = re.compile(r"^# -- (cell|delete|insert-after): (?:(?P<nb>[\w.-]+):)?(?P<id>[\w.-]+) --\s*$")
+BASE = re.compile(r"^# -- base: (?P<name>[\w.-]+) --\s*$")
 
 
 @dataclass
@@ -55,7 +67,11 @@ def parse_submission(text: str) -> list[Section]:
 
     for line in text.splitlines():
         m = MARKER.match(line)
-        if m:
+        if BASE.match(line):
+            if current is not None:
+                raise ValueError(f"the base line must come before the first section: {line!r}")
+            body.append(line)
+        elif m:
             close()
             current, body = Section(m.group(1), m.group("id"), "", m.group("nb")), []
         elif line.startswith("# -- ") and line.rstrip().endswith(" --") and current is None and ":" in line:
@@ -63,6 +79,42 @@ def parse_submission(text: str) -> list[Section]:
         else:
             body.append(line)
     close()
+    return sections
+
+
+def base_of(text: str) -> str | None:
+    """The sample named by the ``# -- base: NAME --`` line of a submission file, or None."""
+    names = [m.group("name") for m in map(BASE.match, text.splitlines()) if m]
+    if len(names) > 1:
+        raise ValueError(f"a submission file may name one base, got {names}")
+    return names[0] if names else None
+
+
+def load_sections(submission: Path) -> list[Section]:
+    """The sections of a submission file with those of its bases (``# -- base: NAME --``) first.
+
+    Raises:
+        FileNotFoundError: the base sample does not exist next to the file.
+        ValueError: the bases form a cycle, or a file is malformed.
+    """
+    chain: list[Path] = []
+    path: Path | None = Path(submission)
+    while path is not None:
+        if path.resolve() in [p.resolve() for p in chain]:
+            raise ValueError("submission bases form a cycle: " + " -> ".join(p.stem for p in chain + [path]))
+        chain.append(path)
+        text = path.read_text()
+        parse_submission(text)  # malformed files (a base line after a section) fail here, before their base
+        name = base_of(text)
+        if name is None:
+            path = None
+        else:
+            path = path.with_name(name if name.endswith(".py") else f"{name}.py")
+            if not path.is_file():
+                raise FileNotFoundError(f"{chain[-1].name} names base {name!r}, but {path} does not exist")
+    sections: list[Section] = []
+    for p in reversed(chain):
+        sections += parse_submission(p.read_text())
     return sections
 
 
@@ -99,7 +151,7 @@ def build_submission(release_dir: Path, submission: Path) -> dict[str, nbformat.
         raise FileNotFoundError(f"no release notebook in {release_dir}; run python -m cvcourse.grading generate")
     if submission.suffix == ".ipynb":
         return {release[0].name: nbformat.read(submission, as_version=4)}
-    sections = parse_submission(submission.read_text())
+    sections = load_sections(submission)
     out = {}
     for path in release:
         mine = [s for s in sections if (s.notebook or release[0].stem) == path.stem]
@@ -108,3 +160,37 @@ def build_submission(release_dir: Path, submission: Path) -> dict[str, nbformat.
     if unknown:
         raise ValueError(f"submission {submission.name} names unknown notebooks {sorted(unknown)}")
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``build ASSIGNMENT SAMPLE.py OUT.ipynb``: write the notebook a sample submission stands for."""
+    parser = argparse.ArgumentParser(prog="python -m cvcourse.grading.submissions",
+                                     description="Turn a sample submission (.py) into a notebook.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="write the handed-in notebook(s) of a sample submission")
+    b.add_argument("assignment")
+    b.add_argument("sample", type=Path)
+    b.add_argument("out", type=Path, help="OUT.ipynb (several notebooks: OUT is a folder)")
+    b.add_argument("--release", type=Path, help="release folder (default: assignments/release/ASSIGNMENT of "
+                                                  "this checkout)")
+    args = parser.parse_args(argv)
+    release = args.release
+    if release is None:
+        from cvcourse.grading.generate import repo_root  # noqa: PLC0415
+
+        release = repo_root() / "assignments" / "release" / args.assignment
+    notebooks = build_submission(release, args.sample)
+    if len(notebooks) == 1 and args.out.suffix == ".ipynb":
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(next(iter(notebooks.values())), args.out)
+        print(f"wrote {args.out}")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, nb in notebooks.items():
+        nbformat.write(nb, args.out / name)
+        print(f"wrote {args.out / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,5 +1,7 @@
 # Bug: pixel-counting areas (+1 on each side), used by IoU too.
 
+# -- base: correct_numpy --
+
 # -- cell: box_area --
 def box_area(boxes):
     return (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
@@ -26,14 +28,3 @@ def nms(boxes, scores, iou_threshold):
             keep.append(i)
             alive &= iou[i] <= iou_threshold
     return torch.tensor(keep, dtype=torch.int64)
-
-# -- cell: batched_nms --
-def batched_nms(boxes, scores, idxs, iou_threshold):
-    keep = []
-    for c in idxs.unique().tolist():
-        members = (idxs == c).nonzero().flatten()
-        keep.append(members[nms(boxes[members], scores[members], iou_threshold)])
-    if not keep:
-        return torch.zeros(0, dtype=torch.int64)
-    keep = torch.cat(keep)
-    return keep[scores[keep].argsort(descending=True)]

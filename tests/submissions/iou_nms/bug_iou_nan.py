@@ -1,8 +1,6 @@
 # Bug: plain division, so two zero-area boxes give NaN instead of 0.
 
-# -- cell: box_area --
-def box_area(boxes):
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+# -- base: correct_vectorised --
 
 # -- cell: box_iou --
 def box_iou(boxes1, boxes2):
@@ -14,26 +12,3 @@ def box_iou(boxes1, boxes2):
     inter = (x2 - x1).clamp(min=0) * (y2 - y1).clamp(min=0)
     union = box_area(b1)[:, None] + box_area(b2)[None, :] - inter
     return inter / union
-
-# -- cell: nms --
-def nms(boxes, scores, iou_threshold):
-    order = scores.argsort(descending=True)
-    iou = box_iou(boxes, boxes)
-    alive = torch.ones(len(boxes), dtype=torch.bool)
-    keep = []
-    for i in order.tolist():
-        if alive[i]:
-            keep.append(i)
-            alive &= iou[i] <= iou_threshold
-    return torch.tensor(keep, dtype=torch.int64)
-
-# -- cell: batched_nms --
-def batched_nms(boxes, scores, idxs, iou_threshold):
-    keep = []
-    for c in idxs.unique().tolist():
-        members = (idxs == c).nonzero().flatten()
-        keep.append(members[nms(boxes[members], scores[members], iou_threshold)])
-    if not keep:
-        return torch.zeros(0, dtype=torch.int64)
-    keep = torch.cat(keep)
-    return keep[scores[keep].argsort(descending=True)]

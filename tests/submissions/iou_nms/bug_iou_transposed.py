@@ -1,8 +1,6 @@
 # Bug: returns the (M, N) matrix instead of (N, M).
 
-# -- cell: box_area --
-def box_area(boxes):
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+# -- base: correct_while --
 
 # -- cell: box_iou --
 def box_iou(boxes1, boxes2):
@@ -26,14 +24,3 @@ def nms(boxes, scores, iou_threshold):
             keep.append(i)
             alive &= iou[i] <= iou_threshold
     return torch.tensor(keep, dtype=torch.int64)
-
-# -- cell: batched_nms --
-def batched_nms(boxes, scores, idxs, iou_threshold):
-    keep = []
-    for c in idxs.unique().tolist():
-        members = (idxs == c).nonzero().flatten()
-        keep.append(members[nms(boxes[members], scores[members], iou_threshold)])
-    if not keep:
-        return torch.zeros(0, dtype=torch.int64)
-    keep = torch.cat(keep)
-    return keep[scores[keep].argsort(descending=True)]

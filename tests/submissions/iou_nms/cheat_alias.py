@@ -1,8 +1,6 @@
 # Cheat: imports the library functions under other names, and calls the C++ op directly.
 
-# -- cell: box_area --
-def box_area(boxes):
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+# -- base: correct_vectorised --
 
 # -- cell: box_iou --
 from torchvision.ops import box_iou as _fast_iou

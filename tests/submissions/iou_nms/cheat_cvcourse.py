@@ -1,5 +1,7 @@
 # Cheat: uses the course's own reference library, and swallows the error when caught.
 
+# -- base: correct_numpy --
+
 # -- cell: box_area --
 import cvcourse.ops
 
@@ -25,14 +27,3 @@ def nms(boxes, scores, iou_threshold):
             keep.append(i)
             alive &= iou[i] <= iou_threshold
     return torch.tensor(keep, dtype=torch.int64)
-
-# -- cell: batched_nms --
-def batched_nms(boxes, scores, idxs, iou_threshold):
-    keep = []
-    for c in idxs.unique().tolist():
-        members = (idxs == c).nonzero().flatten()
-        keep.append(members[nms(boxes[members], scores[members], iou_threshold)])
-    if not keep:
-        return torch.zeros(0, dtype=torch.int64)
-    keep = torch.cat(keep)
-    return keep[scores[keep].argsort(descending=True)]

@@ -1,4 +1,5 @@
-# Correct: broadcasting for IoU, a boolean mask for NMS, one-call offset trick per class.
+# Correct: broadcasting for IoU, a boolean mask for NMS, one NMS call with the classes shifted apart
+# (the offset trick, with an offset that works for any coordinates).
 
 # -- cell: box_area --
 def box_area(boxes):
@@ -31,6 +32,8 @@ def nms(boxes, scores, iou_threshold):
 def batched_nms(boxes, scores, idxs, iou_threshold):
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64)
-    # shift each class far away from the others so that boxes of different classes never overlap
-    offsets = idxs.to(boxes.dtype if boxes.is_floating_point() else torch.float32) * (boxes.max() + 1)
-    return nms(boxes + offsets[:, None], scores, iou_threshold)
+    # Shift each class by a multiple of the whole coordinate range (largest minus smallest coordinate, plus
+    # one), so that boxes of different classes never overlap, whatever their sign; float64 keeps it exact.
+    b = boxes.double()
+    offsets = idxs.double() * (b.max() - b.min() + 1)
+    return nms(b + offsets[:, None], scores, iou_threshold)

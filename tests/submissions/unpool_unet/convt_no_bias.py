@@ -1,18 +1,6 @@
 # Bug: conv_transpose2d drops the bias. Loses only the bias cell.
 
-# -- cell: nearest_unpool2d --
-def nearest_unpool2d(x, scale_factor=2):
-    return x.repeat_interleave(scale_factor, dim=2).repeat_interleave(scale_factor, dim=3)
-
-# -- cell: max_unpool2d --
-def max_unpool2d(x, indices, output_size):
-    B, C, h, w = x.shape
-    H, W = output_size
-    out = torch.zeros(B, C, H, W, dtype=x.dtype)
-    b = torch.arange(B).view(B, 1, 1, 1).expand_as(indices)
-    c = torch.arange(C).view(1, C, 1, 1).expand_as(indices)
-    out[b, c, indices // W, indices % W] = x
-    return out
+# -- base: correct_vectorised --
 
 # -- cell: conv_transpose2d --
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0):

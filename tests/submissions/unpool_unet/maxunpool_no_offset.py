@@ -1,9 +1,7 @@
 # Bug: max_unpool2d scatters into the whole flattened tensor, ignoring that the indices restart at 0
 # for every image and channel. Passes the visible 1x1-channel example, fails the hidden batch test.
 
-# -- cell: nearest_unpool2d --
-def nearest_unpool2d(x, scale_factor=2):
-    return x.repeat_interleave(scale_factor, dim=2).repeat_interleave(scale_factor, dim=3)
+# -- base: correct_vectorised --
 
 # -- cell: max_unpool2d --
 def max_unpool2d(x, indices, output_size):
@@ -12,20 +10,6 @@ def max_unpool2d(x, indices, output_size):
     out = torch.zeros(B * C * H * W, dtype=x.dtype)
     out[indices.flatten()] = x.flatten()
     return out.reshape(B, C, H, W)
-
-# -- cell: conv_transpose2d --
-def conv_transpose2d(x, weight, bias=None, stride=1, padding=0):
-    # zero-stuff the input, pad by k - 1 - p, and correlate with the flipped, transposed kernel
-    B, C_in, H, W = x.shape
-    _, C_out, kH, kW = weight.shape
-    up = x.new_zeros(B, C_in, (H - 1) * stride + 1, (W - 1) * stride + 1)
-    up[:, :, ::stride, ::stride] = x
-    up = F.pad(up, (kW - 1, kW - 1, kH - 1, kH - 1))
-    w = weight.flip(2, 3).transpose(0, 1)
-    out = F.conv2d(up, w, bias)
-    if padding:
-        out = out[:, :, padding:out.shape[2] - padding, padding:out.shape[3] - padding]
-    return out
 
 # -- cell: unet --
 class UNet(nn.Module):
