@@ -72,7 +72,7 @@ MODULES: dict[str, str] = {
     "torch._C": "torch._C", "torch.utils._python_dispatch": "torch's dispatch modes", "torch.overrides": "torch.overrides",
     "torch._ops": "torch._ops", "torch.library": "torch.library", "torch.utils.cpp_extension": "C++ extensions",
     "ctypes": "ctypes", "cffi": "cffi", "inspect": "inspect", "importlib": "importlib", "gc": "gc",
-    "linecache": "linecache", "builtins": "builtins", "dis": "dis", "types": "types", "sys": "sys", "os": "os",
+    "linecache": "linecache", "builtins": "builtins", "dis": "dis", "types": "types", "os": "os",
     "shutil": "shutil", "pathlib": "pathlib", "subprocess": "subprocess", "signal": "signal",
     "threading": "threading", "multiprocessing": "multiprocessing", "socket": "socket", "atexit": "atexit",
     "weakref": "weakref", "IPython": "IPython", "ipykernel": "ipykernel", "nbgrader": "nbgrader",
