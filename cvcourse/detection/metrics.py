@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from cvcourse._checks import check_boxes, check_shape
-from cvcourse.detection._ops import box_iou
+from cvcourse.ops import box_iou
 
 
 def match_detections(pred_boxes: Tensor, pred_scores: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
