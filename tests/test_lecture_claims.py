@@ -56,6 +56,32 @@ def _l09_k_for(curve):
     return int(L09_KS[hit[0]]) if len(hit) else None
 
 
+def test_l09_faster_rcnn_checkpoint_reaches_map50_0_7_on_held_out_images():
+    targets = _l09_targets()
+    preds = _l09_preds("faster")
+    assert mean_average_precision(preds, targets)["map"] >= 0.7
+    assert coco_map(preds, targets) >= 0.4
+
+
+def test_l09_faster_rcnn_beats_fast_rcnn_on_the_same_images():
+    targets = _l09_targets()
+    faster = mean_average_precision(_l09_preds("faster"), targets)["map"]
+    fast = mean_average_precision(_l09_preds("fast_pool"), targets)["map"]
+    assert faster > fast + 0.1, (faster, fast)
+
+
+def test_l09_rpn_reaches_recall_with_fewer_proposals_than_selective_search():
+    ds = _l09_eval()
+    model = small_faster_rcnn(weights=SmallFasterRCNNWeights.SHAPES_V1)
+    with torch.no_grad():
+        rpn = [model.rpn(model.backbone(ds[i][0][None]), ds[i][0].shape[-2:])[0][0] for i in range(len(ds))]
+    gts = [t["boxes"] for t in _l09_targets()]
+    k_rpn = _l09_k_for(proposal_recall(rpn, gts, L09_KS, 0.5))
+    k_ss = _l09_k_for(proposal_recall(ds.proposals, gts, L09_KS, 0.5))
+    assert k_rpn is not None, "the RPN never reaches the recall target"
+    assert k_ss is None or k_rpn < k_ss, (k_rpn, k_ss)
+
+
 def test_l09_roi_align_beats_roi_pool_at_iou_0_75():
     targets = _l09_targets()
     align = mean_average_precision(_l09_preds("fast_align"), targets, 0.75)["map"]
