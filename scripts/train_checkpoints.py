@@ -8,7 +8,8 @@ mAP@[.5:.95] on the recipe's held-out images, CPU seconds of training, a coarse 
     nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python scripts/train_checkpoints.py small_faster_rcnn_shapes_v1
 
 Run time (one thread of a shared 2-core machine, CPU seconds): see ``metrics.json`` (``train_cpu_s``) and
-``docs/detector_budget.md``; about 8 CPU-minutes for the Faster R-CNN.
+``docs/detector_budget.md``: about 17 CPU-minutes for the Faster R-CNN and 3 for each Fast R-CNN on a
+busy shared machine (the Faster R-CNN took about 8 minutes on a less busy one).
 """
 
 from __future__ import annotations
