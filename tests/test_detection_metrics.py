@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from cvcourse.detection import average_precision, coco_map, match_detections, mean_average_precision, precision_recall
+from cvcourse.ops import box_iou
 
 
 def det(boxes, scores, labels):
@@ -88,3 +89,25 @@ def test_coco_map_is_stricter():
     # ... but a loose box (IoU 0.64) only counts for thresholds 0.50..0.60: 3 of 10
     loose = [det([[0, 0, 8, 8]], [0.9], [1])]
     assert coco_map(loose, [gt([G1], [1])]) == pytest.approx(0.3)
+
+
+def test_proposal_recall_counts_first_k_proposals():
+    from cvcourse.detection import proposal_recall
+
+    objects = [torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]]), torch.tensor([[5.0, 5, 15, 15]]), torch.zeros(0, 4)]
+    props = [torch.tensor([[50.0, 50, 60, 60], [0, 0, 10, 11], [21, 21, 30, 30]]), torch.zeros(0, 4),
+             torch.tensor([[0.0, 0, 5, 5]])]
+    # image 0: object 0 found by proposal 1, object 1 by proposal 2; image 1 has no proposals
+    assert proposal_recall(props, objects, [1, 2, 3, 50]).tolist() == pytest.approx([0, 1 / 3, 2 / 3, 2 / 3])
+    # a stricter IoU: [21, 21, 30, 30] has IoU 0.81 with [20, 20, 30, 30], [0, 0, 10, 11] has 0.91
+    assert proposal_recall(props, objects, [3], iou_threshold=0.85).tolist() == pytest.approx([1 / 3])
+    # brute force on random boxes
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(2, 40, 2, generator=g) * 50
+    boxes = torch.cat([xy, xy + 5 + torch.rand(2, 40, 2, generator=g) * 20], -1)
+    gts, ps = [boxes[0, :6], boxes[1, :4]], [boxes[0, 6:], boxes[1, 4:]]
+    for k in (1, 5, 20):
+        hits = sum(int((box_iou(t, p[:k]) >= 0.5).any(1).sum()) for t, p in zip(gts, ps))
+        assert proposal_recall(ps, gts, [k])[0].item() == pytest.approx(hits / 10)
+    with pytest.raises(ValueError, match="proposals for 1 images"):
+        proposal_recall(props[:1], objects, [1])

@@ -15,7 +15,7 @@ from cvcourse.detection import (
     small_backbone,
     warp_regions,
 )
-from cvcourse.detection._ops import box_iou
+from cvcourse.ops import box_iou
 from cvcourse.widgets.boxes import intersection_box, iou_widget, nms_keep, plot_iou
 
 
@@ -156,7 +156,11 @@ def test_intersection_box_and_iou_plot():
     assert intersection_box(a, torch.tensor([10.0, 0, 20, 10])) is None  # touching edges: no overlap
     ax = plot_iou(a, b)
     assert ax.get_title() == f"IoU = {25 / (100 + 150 - 25):.3f}"
-    iou_widget()  # renders once headless
+    w = iou_widget()  # renders once headless
+    sliders = [c for c in w.widget.children if hasattr(c, "description") and c.description.startswith("box")]
+    # the sliders name the corners by the course's (x1, y1, x2, y2) convention, and their labels are shown whole
+    assert [c.description for c in sliders] == [f"box {b}: {k}" for b in "AB" for k in ("x1", "y1", "x2", "y2")]
+    assert all(c.style.description_width == "initial" for c in sliders)
 
 
 def test_nms_keep_thresholds_and_classes():

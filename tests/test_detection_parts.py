@@ -19,7 +19,6 @@ from cvcourse.detection import (
     BoxCoder,
     FastRCNNHead,
     RPNHead,
-    clip_boxes_to_image,
     decode_boxes,
     encode_boxes,
     fast_rcnn_loss,
@@ -29,7 +28,7 @@ from cvcourse.detection import (
     rpn_loss,
     sample_balanced,
 )
-from cvcourse.detection._ops import box_iou
+from cvcourse.ops import box_iou
 
 
 def random_boxes(n, size=100.0, generator=None, dtype=torch.float32):
@@ -88,11 +87,6 @@ def test_box_coder_errors():
         BoxCoder((1.0, 1.0))
     with pytest.raises(ValueError, match="x2 < x1"):
         encode_boxes(torch.tensor([[5.0, 0.0, 1.0, 1.0]]), random_boxes(1))
-
-
-def test_clip_boxes_matches_torchvision():
-    boxes = random_boxes(40, size=120) - 20
-    torch.testing.assert_close(clip_boxes_to_image(boxes, (60, 80)), torchvision.ops.clip_boxes_to_image(boxes, (60, 80)))
 
 
 # ---------------------------------------------------------------- anchors

@@ -6,7 +6,7 @@ import torchvision.ops as tvo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cvcourse.ops import box_area, box_convert, box_iou, generalized_box_iou
+from cvcourse.ops import box_area, box_convert, box_iou, clip_boxes_to_image, generalized_box_iou, remove_small_boxes
 
 
 def random_boxes(n, seed=0, size=100.0, dtype=torch.float32):
@@ -129,3 +129,32 @@ def test_iou_laws(l1, l2, dx, dy):
     assert (diag[~positive] == 0).all()
     giou = generalized_box_iou(a, b)
     assert ((giou >= -1 - 1e-9) & (giou <= iou + 1e-9)).all()  # GIoU in [-1, IoU]
+
+
+@pytest.mark.parametrize("shape", [(40, 4), (10, 3, 4)])
+def test_clip_boxes_to_image_matches_torchvision(shape):
+    boxes = (random_boxes(40 * 3, size=120) - 20)[: torch.Size(shape).numel() // 4].reshape(shape)
+    torch.testing.assert_close(clip_boxes_to_image(boxes, (60, 80)), tvo.clip_boxes_to_image(boxes, (60, 80)))
+    inside = random_boxes(20, size=40)
+    torch.testing.assert_close(clip_boxes_to_image(inside, (100, 100)), inside)  # nothing to clip
+
+
+def test_remove_small_boxes_matches_torchvision():
+    boxes = random_boxes(200, seed=3)
+    for min_size in (0.0, 5.0, 20.0, 1e9):
+        keep = remove_small_boxes(boxes, min_size)
+        assert keep.dtype == torch.int64
+        assert torch.equal(keep, tvo.remove_small_boxes(boxes, min_size))
+    edge = torch.tensor([[0.0, 0.0, 2.0, 5.0], [0.0, 0.0, 1.99, 5.0]])
+    assert remove_small_boxes(edge, 2.0).tolist() == [0]  # exactly min_size is kept
+
+
+def test_clip_and_remove_small_boxes_reject_bad_input():
+    with pytest.raises(ValueError, match=r"\(\.\.\., 4\)"):
+        clip_boxes_to_image(torch.zeros(3, 5), (10, 10))
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        clip_boxes_to_image(torch.zeros(3, 4), (10,))
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        remove_small_boxes(torch.zeros(2, 3, 4), 1.0)
+    with pytest.raises(TypeError):
+        remove_small_boxes([[0, 0, 1, 1]], 1.0)

@@ -8,13 +8,16 @@
 - :mod:`~cvcourse.detection.rpn`              Region Proposal Network: head, matching, loss, proposals
 - :mod:`~cvcourse.detection.roi_heads`        Fast R-CNN head: RoI pool/align, multi-task loss, post-processing
 - :mod:`~cvcourse.detection.faster_rcnn`      small Fast / Faster R-CNN, training and prediction helpers
+- :mod:`~cvcourse.detection.pretrained`       shipped checkpoints of those models (torchvision weights API)
+- :mod:`~cvcourse.detection.plots`            class legends for detection figures
 """
 
 from cvcourse.detection.anchors import AnchorGenerator
-from cvcourse.detection.box_coder import BoxCoder, clip_boxes_to_image, decode_boxes, encode_boxes
+from cvcourse.detection.box_coder import BoxCoder, decode_boxes, encode_boxes
 from cvcourse.detection.faster_rcnn import (
     SmallFasterRCNN,
     SmallFastRCNN,
+    WithProposals,
     predict,
     small_backbone,
     train_detector,
@@ -25,7 +28,10 @@ from cvcourse.detection.metrics import (
     match_detections,
     mean_average_precision,
     precision_recall,
+    proposal_recall,
 )
+from cvcourse.detection.plots import add_class_legend
+from cvcourse.detection.pretrained import SmallFasterRCNNWeights, SmallFastRCNNWeights, small_fast_rcnn, small_faster_rcnn
 from cvcourse.detection.rcnn import RCNN, add_context, label_proposals, warp_regions
 from cvcourse.detection.roi_heads import (
     FastRCNNHead,
@@ -38,10 +44,11 @@ from cvcourse.detection.rpn import RegionProposalNetwork, RPNHead, filter_propos
 from cvcourse.detection.selective_search import hierarchical_grouping, selective_search
 
 __all__ = [
-    "AnchorGenerator", "BoxCoder", "clip_boxes_to_image", "decode_boxes", "encode_boxes",
-    "SmallFasterRCNN", "SmallFastRCNN", "predict", "small_backbone", "train_detector",
-    "average_precision", "coco_map", "match_detections", "mean_average_precision", "precision_recall",
-    "RCNN", "add_context", "label_proposals", "warp_regions",
+    "AnchorGenerator", "BoxCoder", "decode_boxes", "encode_boxes",
+    "SmallFasterRCNN", "SmallFastRCNN", "predict", "small_backbone", "train_detector", "WithProposals",
+    "SmallFasterRCNNWeights", "SmallFastRCNNWeights", "small_faster_rcnn", "small_fast_rcnn",
+    "average_precision", "coco_map", "match_detections", "mean_average_precision", "precision_recall", "proposal_recall",
+    "add_class_legend", "RCNN", "add_context", "label_proposals", "warp_regions",
     "FastRCNNHead", "RoIHeads", "fast_rcnn_loss", "postprocess_detections", "select_training_samples",
     "RegionProposalNetwork", "RPNHead", "filter_proposals", "match_boxes", "rpn_loss", "sample_balanced",
     "hierarchical_grouping", "selective_search",

@@ -136,19 +136,3 @@ class BoxCoder:
 
     def __repr__(self) -> str:
         return f"BoxCoder(weights={self.weights}, clip={self.clip:.3f})"
-
-
-def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
-    """Clamp xyxy boxes to an image of ``size = (H, W)``; mirrors ``torchvision.ops.clip_boxes_to_image``.
-
-    Args:
-        boxes (Tensor[..., 4]): boxes, xyxy.
-        size (tuple[int, int]): ``(H, W)`` of the image.
-
-    Returns:
-        Tensor[..., 4]: the clamped boxes.
-    """
-    h, w = size
-    x = boxes[..., 0::2].clamp(0, w)
-    y = boxes[..., 1::2].clamp(0, h)
-    return torch.stack((x, y), dim=-1).reshape(boxes.shape)  # (..., 2, 2) -> (..., 4)

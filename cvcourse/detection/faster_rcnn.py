@@ -143,6 +143,34 @@ class SmallFasterRCNN(nn.Module):
         return {**rpn_losses, **roi_losses} if self.training else detections
 
 
+class WithProposals(torch.utils.data.Dataset):
+    """A detection data set whose items carry their selective-search proposals: ``(image, target, proposals)``.
+
+    Introduced in lecture 9 (Fast R-CNN trains on external proposals). The proposals are computed once, here.
+
+    Args:
+        dataset: items ``(image Tensor[3, H, W], target dict)``.
+        progress (bool): show a progress bar.
+        **search_kwargs: passed to :func:`~cvcourse.detection.selective_search`.
+    """
+
+    def __init__(self, dataset: torch.utils.data.Dataset, progress: bool = False, **search_kwargs):
+        from tqdm.auto import tqdm
+
+        from cvcourse.detection.selective_search import selective_search
+
+        self.dataset = dataset
+        self.search_kwargs = search_kwargs
+        self.proposals = [selective_search(dataset[i][0], **search_kwargs)
+                          for i in tqdm(range(len(dataset)), desc="selective search", disable=not progress)]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple:
+        return (*self.dataset[index], self.proposals[index])
+
+
 def _collate(batch: Sequence[tuple]) -> tuple:
     """Stack images and keep targets (and any extra per-image items) as lists."""
     columns = list(zip(*batch))

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from cvcourse._checks import check_boxes, check_shape
-from cvcourse.detection._ops import box_iou
+from cvcourse.ops import box_iou
 
 
 def match_detections(pred_boxes: Tensor, pred_scores: Tensor, gt_boxes: Tensor, iou_threshold: float = 0.5) -> Tensor:
@@ -140,3 +140,34 @@ def coco_map(
     """
     maps = [mean_average_precision(predictions, targets, t)["map"] for t in iou_thresholds]
     return sum(maps) / len(maps)
+
+
+def proposal_recall(
+    proposals: Sequence[Tensor], gt_boxes: Sequence[Tensor], ks: Sequence[int], iou_threshold: float = 0.5
+) -> Tensor:
+    """Recall of region proposals: the share of objects covered (IoU >= threshold) by one of the first k proposals.
+
+    Introduced in lecture 8 (selective search) and used in lecture 9 to compare it with the RPN. Proposals
+    must be sorted best first (the RPN's by objectness; selective search's in the order it returns them).
+
+    Args:
+        proposals (list of Tensor[P_b, 4]): per image, xyxy, best first.
+        gt_boxes (list of Tensor[G_b, 4]): per image, the objects.
+        ks (sequence of int): numbers of proposals kept.
+        iou_threshold (float): IoU at which an object counts as found.
+
+    Returns:
+        Tensor[len(ks)] (float32): recall for each k (an image with fewer than k proposals uses all of them).
+    """
+    if len(proposals) != len(gt_boxes):
+        raise ValueError(f"got proposals for {len(proposals)} images and ground truth for {len(gt_boxes)}")
+    ks = torch.as_tensor(list(ks), dtype=torch.int64)
+    found, total = torch.zeros(len(ks)), 0
+    for props, gt in zip(proposals, gt_boxes):
+        total += gt.shape[0]
+        if gt.shape[0] == 0 or props.shape[0] == 0:
+            continue
+        iou = box_iou(gt.float().cpu(), props.float().cpu())  # (G, P)
+        first_hit = torch.where(iou >= iou_threshold, torch.arange(props.shape[0]), props.shape[0]).min(1).values  # (G,)
+        found += (first_hit[None, :] < ks[:, None]).sum(1)  # (len(ks), G) -> (len(ks),)
+    return found / max(total, 1)

@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvcourse._checks import check_boxes, check_shape
-from cvcourse.detection._ops import batched_nms, box_iou, roi_align
-from cvcourse.detection.box_coder import BoxCoder, clip_boxes_to_image
-from cvcourse.detection.rpn import match_boxes
+from cvcourse.detection.box_coder import BoxCoder
+from cvcourse.ops import batched_nms, box_iou, clip_boxes_to_image, roi_align
+from cvcourse.detection.rpn import BACKGROUND, BACKGROUND_LABEL, IGNORE_LABEL, match_boxes
 
 
 def add_context(boxes: Tensor, size: int, context: int) -> Tensor:
@@ -69,7 +69,8 @@ def label_proposals(
     proposals: Tensor, gt_boxes: Tensor, gt_labels: Tensor, fg_iou: float = 0.5, bg_iou: float = 0.3
 ) -> tuple[Tensor, Tensor]:
     """Training labels for proposals: the class of the matched object (IoU >= ``fg_iou``), 0 for
-    background (IoU < ``bg_iou``), -1 in between (left out).
+    background (IoU < ``bg_iou``, label :data:`~cvcourse.detection.rpn.BACKGROUND_LABEL` = 0),
+    :data:`~cvcourse.detection.rpn.IGNORE_LABEL` (-1) in between (left out).
 
     Returns:
         (labels Tensor[N] int64, matched ground-truth boxes Tensor[N, 4]; meaningful where label > 0).
@@ -77,7 +78,7 @@ def label_proposals(
     if gt_boxes.numel() == 0:
         return torch.zeros(proposals.shape[0], dtype=torch.int64), proposals.clone()
     m = match_boxes(box_iou(gt_boxes.to(proposals), proposals), fg_iou, bg_iou)
-    labels = torch.where(m >= 0, gt_labels[m.clamp(min=0)], torch.where(m == -1, 0, -1))
+    labels = torch.where(m >= 0, gt_labels[m.clamp(min=0)], torch.where(m == BACKGROUND, BACKGROUND_LABEL, IGNORE_LABEL))
     return labels, gt_boxes.to(proposals)[m.clamp(min=0)]
 
 

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cvcourse.detection._ops import batched_nms, box_iou, roi_align, roi_pool
-from cvcourse.detection.box_coder import BoxCoder, clip_boxes_to_image
-from cvcourse.detection.rpn import BACKGROUND, IGNORE, match_boxes, sample_balanced
+from cvcourse.detection.box_coder import BoxCoder
+from cvcourse.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align, roi_pool
+from cvcourse.detection.rpn import BACKGROUND, BACKGROUND_LABEL, IGNORE, IGNORE_LABEL, match_boxes, sample_balanced
 
 
 class FastRCNNHead(nn.Module):
@@ -129,8 +129,8 @@ def select_training_samples(
         props = torch.cat([props, gt])
         matches = match_boxes(box_iou(gt, props), fg_iou_thresh, bg_iou_thresh)
         labels = gt_labels[matches.clamp(min=0)] if gt.numel() else torch.zeros_like(matches)
-        labels = torch.where(matches == BACKGROUND, torch.zeros_like(labels), labels)
-        labels = torch.where(matches == IGNORE, torch.full_like(labels, -1), labels)
+        labels = torch.where(matches == BACKGROUND, torch.full_like(labels, BACKGROUND_LABEL), labels)
+        labels = torch.where(matches == IGNORE, torch.full_like(labels, IGNORE_LABEL), labels)
         pos, neg = sample_balanced(labels, batch_size_per_image, positive_fraction)
         idx = torch.cat([pos, neg])
         props, labels = props[idx], labels[idx]
@@ -172,7 +172,8 @@ def postprocess_detections(
         b = clip_boxes_to_image(b, image_size)[:, 1:].reshape(-1, 4)  # drop background: (P, K-1, 4) -> (P*(K-1), 4)
         lab = torch.arange(1, K, device=s.device).repeat(s.shape[0])  # (P*(K-1),)
         s = s[:, 1:].reshape(-1)
-        keep = (s > score_thresh) & ((b[:, 2] - b[:, 0]) >= min_size) & ((b[:, 3] - b[:, 1]) >= min_size)
+        keep = remove_small_boxes(b, min_size)
+        keep = keep[s[keep] > score_thresh]
         b, s, lab = b[keep], s[keep], lab[keep]
         keep = batched_nms(b, s, lab, nms_thresh)[:detections_per_img]
         results.append({"boxes": b[keep], "scores": s[keep], "labels": lab[keep]})

@@ -21,12 +21,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvcourse._checks import check_shape
-from cvcourse.detection._ops import batched_nms, box_iou
 from cvcourse.detection.anchors import AnchorGenerator
-from cvcourse.detection.box_coder import BoxCoder, clip_boxes_to_image
+from cvcourse.detection.box_coder import BoxCoder
+from cvcourse.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
 BACKGROUND = -1  #: match index of an anchor/proposal below the background threshold
 IGNORE = -2  #: match index of one between the two thresholds (left out of the loss)
+BACKGROUND_LABEL = 0  #: training label (class) of a background sample, as torchvision's class 0
+IGNORE_LABEL = -1  #: training label of a sample left out of the loss (neither object nor background)
 
 
 def match_boxes(iou: Tensor, high: float, low: float, allow_low_quality: bool = False) -> Tensor:
@@ -69,7 +71,7 @@ def sample_balanced(
     Mirrors ``torchvision.models.detection._utils.BalancedPositiveNegativeSampler`` for one image.
 
     Args:
-        labels (Tensor[N]): ``> 0`` positive, ``0`` negative, ``< 0`` ignored.
+        labels (Tensor[N]): ``> 0`` positive, :data:`BACKGROUND_LABEL` (0) negative, :data:`IGNORE_LABEL` (< 0) ignored.
         batch_size (int): how many to keep in all.
         positive_fraction (float): upper bound on the share of positives.
         generator: optional CPU generator for reproducible sampling.
@@ -78,7 +80,7 @@ def sample_balanced(
         tuple[Tensor[p], Tensor[n]]: indices of the sampled positives and negatives.
     """
     pos = torch.nonzero(labels > 0).flatten()
-    neg = torch.nonzero(labels == 0).flatten()
+    neg = torch.nonzero(labels == BACKGROUND_LABEL).flatten()
     n_pos = min(pos.numel(), int(batch_size * positive_fraction))
     n_neg = min(neg.numel(), batch_size - n_pos)
     pos = pos[torch.randperm(pos.numel(), generator=generator)[:n_pos].to(pos.device)]
@@ -153,7 +155,7 @@ def rpn_loss(
         gt = gt.to(anchors)
         matches = match_boxes(box_iou(gt, anchors), fg_iou_thresh, bg_iou_thresh, allow_low_quality=True)
         labels = (matches >= 0).to(objectness.dtype)
-        labels[matches == IGNORE] = -1
+        labels[matches == IGNORE] = IGNORE_LABEL
         pos, neg = sample_balanced(labels, batch_size_per_image, positive_fraction)
         idx = torch.cat([pos, neg])
         n_sampled += idx.numel()
@@ -200,7 +202,7 @@ def filter_proposals(
         top_scores, top = objectness[b].topk(k)
         boxes = box_coder.decode(deltas[b, top], anchors[top])
         boxes = clip_boxes_to_image(boxes, image_size)
-        wide = ((boxes[:, 2] - boxes[:, 0]) >= min_size) & ((boxes[:, 3] - boxes[:, 1]) >= min_size)
+        wide = remove_small_boxes(boxes, min_size)
         boxes, scores = boxes[wide], torch.sigmoid(top_scores[wide])
         keep = batched_nms(boxes, scores, torch.zeros_like(scores, dtype=torch.int64), nms_thresh)[:post_nms_top_n]
         boxes_all.append(boxes[keep])

@@ -1,4 +1,5 @@
-"""Boxes: areas, format conversion, IoU and generalised IoU (lecture 8, object detection: R-CNN and IoU).
+"""Boxes: areas, format conversion, IoU and generalised IoU (lecture 8, object detection: R-CNN and IoU), clipping
+and dropping small boxes (lecture 9, the proposal filter of Faster R-CNN).
 
 Letters used in shapes: N, M = numbers of boxes.
 
@@ -18,7 +19,7 @@ from torch import Tensor
 
 from cvcourse._checks import check_boxes, check_same_device, check_tensor
 
-__all__ = ["box_area", "box_convert", "box_iou", "generalized_box_iou"]
+__all__ = ["box_area", "box_convert", "box_iou", "generalized_box_iou", "clip_boxes_to_image", "remove_small_boxes"]
 
 _FORMATS = ("xyxy", "xywh", "cxcywh")
 
@@ -181,3 +182,56 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     h = torch.maximum(b1[:, None, 3], b2[None, :, 3]) - torch.minimum(b1[:, None, 1], b2[None, :, 1])  # (N, M)
     area_c = w * h
     return iou - _safe_div(area_c - union, area_c)
+
+
+def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
+    """Clamp boxes to the image: x to ``[0, W]``, y to ``[0, H]``.
+
+    Introduced in lecture 9 (decoded proposals and detections may leave the image). Mirrors
+    ``torchvision.ops.clip_boxes_to_image``, also for any leading dimensions.
+
+    Args:
+        boxes (Tensor[..., 4]): boxes in ``(x1, y1, x2, y2)`` format, e.g. ``(N, 4)`` or ``(N, K, 4)``.
+        size (tuple[int, int]): ``(H, W)`` of the image.
+
+    Returns:
+        Tensor[..., 4]: the clamped boxes, same shape and dtype.
+
+    Raises:
+        TypeError: ``boxes`` is not a real-valued tensor.
+        ValueError: the last dimension is not 4, or ``size`` is not two numbers.
+    """
+    check_tensor(boxes, "boxes")
+    _check_numeric(boxes, "boxes")
+    if boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ValueError(f"boxes must have shape (..., 4) in (x1, y1, x2, y2) format, got {tuple(boxes.shape)}")
+    if len(size) != 2:
+        raise ValueError(f"size must be (H, W), got {size!r}")
+    h, w = size
+    x = boxes[..., 0::2].clamp(min=0, max=w)  # (..., 2): x1, x2
+    y = boxes[..., 1::2].clamp(min=0, max=h)  # (..., 2): y1, y2
+    return torch.stack((x, y), dim=-1).reshape(boxes.shape)  # (..., 2, 2) -> (..., 4): x1, y1, x2, y2
+
+
+def remove_small_boxes(boxes: Tensor, min_size: float) -> Tensor:
+    """Indices of the boxes whose width and height are both at least ``min_size``.
+
+    Introduced in lecture 9 (the RPN's proposal filter). Mirrors ``torchvision.ops.remove_small_boxes``.
+
+    Args:
+        boxes (Tensor[N, 4]): boxes in ``(x1, y1, x2, y2)`` format.
+        min_size (float): smallest width and height kept (pixels).
+
+    Returns:
+        Tensor[K] (int64): indices of the kept boxes, in increasing order.
+
+    Raises:
+        TypeError: ``boxes`` is not a real-valued tensor.
+        ValueError: ``boxes`` is not ``(N, 4)``.
+    """
+    check_tensor(boxes, "boxes")
+    _check_numeric(boxes, "boxes")
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"boxes must have shape (N, 4) in (x1, y1, x2, y2) format, got {tuple(boxes.shape)}")
+    ws, hs = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    return torch.nonzero((ws >= min_size) & (hs >= min_size)).flatten()

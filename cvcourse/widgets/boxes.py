@@ -1,8 +1,8 @@
 """Play with boxes: two slider boxes and their IoU; an NMS threshold slider over detections (lectures 8–9).
 
 Letters: N boxes.
-Convention: boxes are ``(x1, y1, x2, y2)`` in pixels; the slider boxes are given as ``(x, y, w, h)`` —
-top-left corner and size — as in the lecture's bounding-box slide.
+Convention: boxes are ``(x1, y1, x2, y2)`` in pixels, the top-left and the bottom-right corner; the sliders
+of :func:`iou_widget` set these four numbers of each box.
 
 :func:`intersection_box` and :func:`nms_keep` are the tested logic; :func:`iou_widget` and
 :func:`nms_widget` wire sliders to plots (``ipywidgets.interact``; they render once when run headless).
@@ -16,7 +16,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from cvcourse._checks import check_boxes, check_shape
-from cvcourse.detection._ops import batched_nms, box_convert, box_iou
+from cvcourse.ops import batched_nms, box_iou
 
 
 def intersection_box(a: Tensor, b: Tensor) -> Tensor | None:
@@ -49,10 +49,6 @@ def nms_keep(
     return idx[keep]
 
 
-def _xywh(x: float, y: float, w: float, h: float) -> Tensor:
-    return box_convert(torch.tensor([[x, y, w, h]], dtype=torch.float32), "xywh", "xyxy")[0]
-
-
 def plot_iou(a: Tensor, b: Tensor, size: int = 100, ax=None):
     """Draw boxes ``a`` and ``b`` (xyxy), shade their intersection and title the axis with their IoU."""
     if ax is None:
@@ -67,18 +63,29 @@ def plot_iou(a: Tensor, b: Tensor, size: int = 100, ax=None):
     return ax
 
 
+def _slider_style() -> dict:
+    """Slider style whose description is shown whole (the default width cuts labels such as "IoU threshold")."""
+    return {"description_width": "initial"}
+
+
 def iou_widget(size: int = 100):
-    """Two boxes on sliders ``(x, y, w, h)`` and their IoU (lecture 8)."""
+    """Two boxes on sliders, each given by its corners ``(x1, y1, x2, y2)`` as everywhere in the course, and their
+    IoU (lecture 8). A corner dragged past the other one is swapped with it, so the box stays valid."""
     from ipywidgets import IntSlider, interact
 
-    def s(v):
-        return IntSlider(value=v, min=0, max=size, step=1, continuous_update=False)
+    def s(box: str, coord: str, v: int):
+        return IntSlider(value=v, min=0, max=size, step=1, continuous_update=False,
+                         description=f"box {box}: {coord}", style=_slider_style())
 
-    def show(x1=10, y1=10, w1=40, h1=40, x2=30, y2=25, w2=40, h2=50):
-        plot_iou(_xywh(x1, y1, w1, h1), _xywh(x2, y2, w2, h2), size)
+    def corners(x1, y1, x2, y2) -> Tensor:
+        return torch.tensor([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], dtype=torch.float32)
+
+    def show(a_x1, a_y1, a_x2, a_y2, b_x1, b_y1, b_x2, b_y2):
+        plot_iou(corners(a_x1, a_y1, a_x2, a_y2), corners(b_x1, b_y1, b_x2, b_y2), size)
         plt.show()
 
-    return interact(show, x1=s(10), y1=s(10), w1=s(40), h1=s(40), x2=s(30), y2=s(25), w2=s(40), h2=s(50))
+    return interact(show, a_x1=s("A", "x1", 10), a_y1=s("A", "y1", 10), a_x2=s("A", "x2", 50), a_y2=s("A", "y2", 50),
+                    b_x1=s("B", "x1", 30), b_y1=s("B", "y1", 25), b_x2=s("B", "x2", 70), b_y2=s("B", "y2", 75))
 
 
 def nms_widget(image, boxes: Tensor, scores: Tensor, labels: Tensor | None = None, class_names=None):
@@ -99,6 +106,8 @@ def nms_widget(image, boxes: Tensor, scores: Tensor, labels: Tensor | None = Non
 
     return interact(
         show,
-        iou_threshold=FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, continuous_update=False),
-        score_threshold=FloatSlider(value=0.05, min=0.0, max=0.95, step=0.05, continuous_update=False),
+        iou_threshold=FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, continuous_update=False,
+                                  description="IoU threshold", style=_slider_style()),
+        score_threshold=FloatSlider(value=0.05, min=0.0, max=0.95, step=0.05, continuous_update=False,
+                                    description="score threshold", style=_slider_style()),
     )

@@ -1,0 +1,81 @@
+"""Train the course's detection checkpoints from fixed seeds (CPU, one thread) and store them in the package.
+
+The recipes are ``cvcourse.detection.pretrained.RECIPES`` (data, model, optimisation, seeds). Each run writes
+``cvcourse/detection/weights/<name>.pt`` (a float16 state dict) and merges its measured metrics (mAP@0.5 and
+mAP@[.5:.95] on the recipe's held-out images, CPU seconds of training, a coarse loss curve) into
+``cvcourse/detection/weights/metrics.json``, which ``weights.meta`` reads.
+
+    nice -n 10 env OMP_NUM_THREADS=1 .venv/bin/python scripts/train_checkpoints.py small_faster_rcnn_shapes_v1
+
+Run time (one thread of a shared 2-core machine, CPU seconds): see ``metrics.json`` (``train_cpu_s``) and
+``docs/detector_budget.md``: about 17 CPU-minutes for the Faster R-CNN and 3 for each Fast R-CNN on a
+busy shared machine (the Faster R-CNN took about 8 minutes on a less busy one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from cvcourse.config import seed_everything
+from cvcourse.data import ShapesDetection
+from cvcourse.detection import SmallFasterRCNN, SmallFastRCNN, WithProposals, coco_map, mean_average_precision, predict, train_detector
+from cvcourse.detection.pretrained import METRICS_FILE, RECIPES, WEIGHTS_DIR
+
+BUILDERS = {"small_faster_rcnn_shapes_v1": SmallFasterRCNN, "small_fast_rcnn_shapes_v1": SmallFastRCNN,
+            "small_fast_rcnn_align_shapes_v1": SmallFastRCNN}
+CURVE_POINTS = 50  # the loss curve is stored as this many averages
+
+
+def _data(recipe: dict, n: int, seed: int):
+    ds = ShapesDetection(n, seed=seed, **recipe["dataset_kwargs"])
+    return WithProposals(ds, **recipe["proposals"]) if "proposals" in recipe else ds
+
+
+def train(name: str) -> dict:
+    recipe = RECIPES[name]
+    cpu0 = time.process_time()
+    train_ds = _data(recipe, recipe["train_images"], recipe["train_seed"])
+    proposal_cpu_s = time.process_time() - cpu0
+    seed_everything(recipe["init_seed"])
+    model = BUILDERS[name](**recipe["model_kwargs"])
+    cpu0 = time.process_time()
+    hist = train_detector(model, train_ds, epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"],
+                          seed=recipe["init_seed"], progress=False)
+    train_cpu_s = time.process_time() - cpu0
+    test_ds = _data(recipe, recipe["eval_images"], recipe["eval_seed"])
+    preds = predict(model, test_ds)
+    targets = [test_ds[i][1] for i in range(len(test_ds))]
+    loss = torch.tensor(hist["loss"])
+    chunks = loss[: len(loss) // CURVE_POINTS * CURVE_POINTS].reshape(CURVE_POINTS, -1)
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    torch.save(state, WEIGHTS_DIR / f"{name}.pt")
+    return {
+        "map50": round(mean_average_precision(preds, targets)["map"], 3),
+        "map": round(coco_map(preds, targets), 3),
+        "train_cpu_s": round(train_cpu_s), "proposal_cpu_s": round(proposal_cpu_s),
+        "steps": len(hist["loss"]),
+        "loss_curve": {"step": [(i + 1) * chunks.shape[1] for i in range(CURVE_POINTS)],
+                       "loss": [round(float(v), 4) for v in chunks.mean(1)]},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", default=list(RECIPES), help=f"checkpoints to train (default all: {list(RECIPES)})")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    for name in args.names:
+        row = train(name)
+        metrics = json.loads(METRICS_FILE.read_text()) if METRICS_FILE.exists() else {}
+        metrics[name] = row
+        METRICS_FILE.write_text(json.dumps(metrics, indent=1) + "\n")
+        print(name, json.dumps({k: v for k, v in row.items() if k != "loss_curve"}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
