@@ -254,6 +254,10 @@ CASES = [
     ("def student(b):\n    try:\n        return torchvision.ops.box_area(b)\n    except Exception:\n"
      "        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])\n", "ForbiddenCallError", "caught inside your code"),
     ("def student(b):\n    b[:, 0] = 0\n    return b[:, 2] * b[:, 3]\n", "GradingFailure", "modified its input"),
+    # a fake sys.modules entry that a later hidden-test import (e.g. of cvcourse.grading.budgets) would pick up
+    (WRONG + "import sys, types\nsys.modules['cvcourse.grading'] = types.ModuleType('cvcourse.grading')",
+     "TamperingError", "sys.modules['cvcourse.grading']"),
+    (WRONG + "import sys\nsys.modules = dict(sys.modules)", "TamperingError", "sys.modules (rebound)"),
 ]
 
 

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import importlib
 import math
 import sys
 import types
@@ -346,12 +347,18 @@ def _dispatch_state() -> tuple:
     return (str(torch._C._dispatch_tls_local_exclude_set()), str(torch._C._dispatch_tls_local_include_set()))
 
 
-def capture() -> None:
+def capture(preload: tuple[str, ...] | list[str] = ()) -> None:
     """Remember the trusted originals; call in the notebook's first cell, before any student code.
+
+    Args:
+        preload: modules the hidden tests import later (e.g. ``"cvcourse.grading.budgets"``): imported now,
+            so that their ``sys.modules`` entries (and those of what they import) are pinned too.
 
     Calling it again later does nothing (a student cannot refresh the snapshot after tampering).
     """
     global _PRIVATE
+    for name in preload:
+        importlib.import_module(name)
     if __name__ != _PRIVATE_NAME:
         if _PRIVATE is None:
             _PRIVATE = _private_copy()
@@ -378,6 +385,14 @@ def _private_copy() -> Any:
     exec(code, module.__dict__)  # noqa: S102
     module.__dict__.update(shared)
     return module
+
+
+#: Modules whose ``sys.modules`` entry hidden tests rely on when they import (a fake entry is tampering).
+_PINNED = frozenset({"torch", "torch.nn", "torch.nn.functional", "torch.testing", "numpy", "math", "builtins"})
+
+
+def _pinned_module(name: str) -> bool:
+    return name in _PINNED or name == "cvcourse" or name.startswith("cvcourse.")
 
 
 def _capture_here() -> None:
@@ -421,7 +436,8 @@ def _capture_here() -> None:
             _FINGERPRINTS[_fingerprint(obj.__code__)] = name
     _REFS.update({name: obj for name, (_, _, obj) in refs.items()})
     _STATE.update(modes=(torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack()),
-                  hooks=_hooks(), dispatch=_dispatch_state(), modules=sys.modules)
+                  hooks=_hooks(), dispatch=_dispatch_state(), modules=sys.modules,
+                  entries={k: m for k, m in sys.modules.items() if _pinned_module(k)})
     if shell is not None:
         _guard_pipeline(shell)
     _SNAPSHOT = snap
@@ -494,6 +510,10 @@ def _changes() -> list[str]:
             changed += [f"{name}.{k} (added)" for k in now if k not in values]
     if (torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack()) != _STATE["modes"]:
         changed.append("a torch function or dispatch mode left active")
+    modules = _STATE["modules"]  # the interpreter's own dict, whatever ``sys.modules`` is rebound to
+    if sys.modules is not modules:
+        changed.append("sys.modules (rebound)")
+    changed += [f"sys.modules[{k!r}]" for k, m in _STATE["entries"].items() if modules.get(k) is not m]
     if _hooks() != _STATE["hooks"]:
         changed.append("a trace or profile hook (sys.settrace, sys.setprofile, sys.monitoring)")
     if _dispatch_state() != _STATE["dispatch"]:
