@@ -99,7 +99,12 @@ def test_unfinished_unet_scores_zero_on_unet_cells(results):
 
 
 def test_a_faked_module_entry_does_not_hide_the_course_unet(results):
-    assert "not cvcourse.models.UNet" in results["cheat_unet_sys_modules"].errors["test_unet_shapes"]
+    # the fake sys.modules entry is tampering in itself (entries present at capture are pinned), and the
+    # shapes test's class check would catch the course UNet even without that
+    res = results["cheat_unet_sys_modules"]
+    error = res.errors["test_unet_shapes"]
+    assert "sys.modules['cvcourse.models.segmentation']" in error, error
+    assert res.scores["test_unet_shapes"][0] == 0 and res.scores["test_unet_learns"][0] == 0, res.scores
 
 
 def test_tampering_is_reported(results):
