@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cvcourse-installed
 
-.PHONY: lab test setup sandbox bench generate grade instructor-ui student-ui clean-venv
+.PHONY: lab test setup sandbox site site-deps bench generate grade instructor-ui student-ui clean-venv
 
 # The grading kernel goes into a private folder of the venv (share/cvcourse/kernels) that only nbgrader's
 # configuration looks in, so students' JupyterLab never lists it; older set-ups put it where Jupyter lists it.
@@ -52,9 +52,20 @@ lab: setup
 
 # One pytest worker per core, one thread per worker: torch's own threads on top of the workers
 # oversubscribe the cores and make torch code many times slower.
-test: setup
+test: setup site-deps
 	CVCOURSE_FAST=$${CVCOURSE_FAST:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
 	  $(PY) -m pytest -n auto --dist loadfile --nbval-lax
+
+# The course site (README, "Course site"): Jupyter Book 2 (jupyter-book, dev extra) runs on Node.js, and the
+# pages use KaTeX's stylesheet and fonts: Debian's nodejs and libjs-katex, installed when missing.
+site: setup site-deps
+	$(PY) site/build.py
+
+site-deps:
+	@command -v node >/dev/null 2>&1 && test -f /usr/share/javascript/katex/katex.min.css || { \
+	  echo "Installing Node.js and KaTeX (course site)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq nodejs libjs-katex; }
 
 bench: setup
 	$(PY) benchmarks/ops.py

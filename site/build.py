@@ -16,18 +16,27 @@ Usage: python site/build.py [--no-execute] [--site-dir DIR]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 SITE = Path(__file__).resolve().parent
 REPO = SITE.parent
 MIN_NODE = 18  # jupyter-book 2 needs Node.js 18, 20 or 22+
+# myst.yml names the course's files through links in site/ (site/lectures -> ../lectures, ...): mystmd opens each
+# notebook's kernel session at its path relative to site/, and Jupyter refuses paths that leave its root folder.
+COURSE_LINKS = ("README.md", "lectures", "docs")
+SERVER_START_TIMEOUT_S = 180
+NOISE = ("Exception opening new comm", "Comm not found for comm id", "Starting WebSocket")
 
 SOLUTION_MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION", "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS")
 
@@ -53,6 +62,19 @@ def toc_files(site_dir: Path) -> list[Path]:
     return [Path(f) for f in files]
 
 
+def toc_sources(site_dir: Path) -> list[Path]:
+    """The course files behind myst.yml's table of contents (links and staged copies resolved), in order."""
+    sources = []
+    for f in toc_files(site_dir):
+        if f.parts[0] in COURSE_LINKS:
+            sources.append((site_dir / ".." / f).resolve())
+        elif f.parts[:2] == ("_stage", "assignments"):
+            sources.append((site_dir / ".." / "assignments" / "release" / f.stem / f.name).resolve())
+        else:
+            sources.append((site_dir / f).resolve())
+    return sources
+
+
 def stage_assignments(site_dir: Path) -> list[Path]:
     """Copy each released assignment to site_dir/_stage/assignments/ with execution switched off."""
     release = (site_dir / ".." / "assignments" / "release").resolve()
@@ -72,8 +94,70 @@ def stage_assignments(site_dir: Path) -> list[Path]:
     return staged
 
 
-def build(site_dir: Path = SITE, execute: bool = True) -> float:
-    """Run `jupyter-book build --html` in `site_dir`; returns the wall time in seconds."""
+def link_course(site_dir: Path) -> None:
+    """Create site_dir/<name> -> ../<name> for the course files myst.yml names (idempotent)."""
+    for name in COURSE_LINKS:
+        link = site_dir / name
+        target = Path("..") / name
+        if link.is_symlink() and Path(os.readlink(link)) == target:
+            continue
+        if link.exists() or link.is_symlink():
+            raise SiteError(f"{link} exists and is not the link to {target} that the site build makes")
+        link.symlink_to(target)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def jupyter_server(root: Path, env: dict):
+    """A Jupyter server on 127.0.0.1 for mystmd's kernels, yielding (url, token).
+
+    mystmd would start one itself, but gives it 20 s to come up; with the course's extensions on a busy 2-core
+    machine that is not enough. This one may take SERVER_START_TIMEOUT_S, and runs as root too (containers).
+    """
+    port, token = _free_port(), secrets.token_hex(16)
+    cmd = [
+        sys.executable, "-m", "jupyter_server", f"--ServerApp.root_dir={root}", f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+        "--ServerApp.open_browser=False", "--ServerApp.allow_root=True",
+    ]
+    log = open(root / "_build" / "jupyter-server.log", "w")
+    # No server extensions (JupyterLab, nbgrader, ...): kernels are all mystmd needs, and they start faster.
+    proc = subprocess.Popen(cmd, env={**env, "JUPYTER_NO_CONFIG": "1"}, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+        while True:
+            if proc.poll() is not None:
+                raise SiteError(f"the Jupyter server for execution exited ({proc.returncode}): see {log.name}")
+            try:
+                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=5):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SiteError(f"the Jupyter server did not answer in {SERVER_START_TIMEOUT_S} s: see {log.name}")
+                time.sleep(1)
+        yield url, token
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def build(site_dir: Path = SITE, execute: bool = True, course: bool = True) -> float:
+    """Run `jupyter-book build --html` in `site_dir`; returns the wall time in seconds.
+
+    `course`: link the course into site_dir and stage its released assignments first (False for a project
+    of its own, such as the test's fixture).
+    """
     major = node_major()
     if major is None or major < MIN_NODE:
         raise SiteError(
@@ -84,19 +168,35 @@ def build(site_dir: Path = SITE, execute: bool = True) -> float:
     jupyter_book = venv_bin / "jupyter-book"
     if not jupyter_book.exists():
         raise SiteError(f"{jupyter_book} is missing: `make setup` installs jupyter-book (pyproject.toml, dev extra)")
-    stage_assignments(site_dir)
+    if course:
+        link_course(site_dir)
+        stage_assignments(site_dir)
+    (site_dir / "_build").mkdir(exist_ok=True)
     env = dict(os.environ)
-    # mystmd starts `python -m jupyter_server` from PATH: the course's venv, allowed to run as root (containers).
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
-    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(filter(None, [str(SITE / "jupyter"), env.get("JUPYTER_CONFIG_PATH")]))
     env["CVCOURSE_FAST"] = env.get("CVCOURSE_FAST", "1")
     env.setdefault("OMP_NUM_THREADS", "1")
     cmd = [str(jupyter_book), "build", "--html", "--ci"] + (["--execute"] if execute else [])
     start = time.monotonic()
-    result = subprocess.run(cmd, cwd=site_dir, env=env, check=False)
+    with jupyter_server(site_dir, env) if execute else contextlib.nullcontext((None, None)) as (url, token):
+        if url:
+            env["JUPYTER_BASE_URL"], env["JUPYTER_TOKEN"] = url, token
+        proc = subprocess.Popen(cmd, cwd=site_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        skip_next = False
+        for line in proc.stdout:
+            # Noise: cell ids ("cell-21") repeat across notebooks, and mystmd's kernel client has no handler for
+            # widget comms (the widget's output is kept all the same).
+            if skip_next and line.lstrip().startswith("In files:"):
+                skip_next = False
+                continue
+            skip_next = "Duplicate identifier in project" in line
+            if skip_next or line.startswith(NOISE):
+                continue
+            print(line, end="", flush=True)
+        result = proc.wait()
     elapsed = time.monotonic() - start
-    if result.returncode != 0:
-        raise SiteError(f"`{' '.join(cmd)}` in {site_dir} failed with exit code {result.returncode}")
+    if result != 0:
+        raise SiteError(f"`{' '.join(cmd)}` in {site_dir} failed with exit code {result}")
     return elapsed
 
 
@@ -179,7 +279,7 @@ def check_site(site_dir: Path = SITE, source_dir: Path | None = None, executed: 
         problems.append("no notebook cell has an output although the site was built with execution")
     # Solution and hidden-test text must not reach any built file (HTML, page JSON, notebook downloads).
     source_dir = source_dir or (site_dir / ".." / "assignments" / "source").resolve()
-    secrets = secret_lines(source_dir, [site_dir / f for f in toc_files(site_dir)])
+    secrets = secret_lines(source_dir, toc_sources(site_dir))
     if not secrets:
         problems.append(f"no solution lines found in {source_dir}: the leak check would check nothing")
     needles = {v: s for s in list(SOLUTION_MARKERS) + secrets for v in _html_variants(s)}

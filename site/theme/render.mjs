@@ -233,7 +233,7 @@ function pageHtml({ project, slug, indexSlug, title, body, prev, next, download 
 </nav>
 <main>
 <article>
-${title && slug !== indexSlug ? `<h1 class="page-title">${esc(title)}</h1>` : ''}
+${title ? `<h1 class="page-title">${esc(title)}</h1>` : ''}
 ${download ? `<p class="download"><a href="${esc(download)}" download>Download this notebook</a></p>` : ''}
 ${body}
 </article>
