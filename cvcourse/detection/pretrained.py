@@ -71,7 +71,7 @@ RECIPES["small_mask_rcnn_shapes_v1"] = {
     **RECIPES["small_faster_rcnn_shapes_v1"],
     "model_kwargs": {**RECIPES["small_faster_rcnn_shapes_v1"]["model_kwargs"], "mask_pooler": "align"},
     "base": "SmallFasterRCNNWeights.SHAPES_V1", "trained": "mask head only (detector frozen)",
-    "train_images": 1000, "epochs": 5, "batch_size": 8, "lr": 2e-3,
+    "train_images": 1000, "epochs": 2, "batch_size": 8, "lr": 2e-3,
 }
 RECIPES["small_mask_rcnn_pool_shapes_v1"] = {
     **RECIPES["small_mask_rcnn_shapes_v1"],
