@@ -9,7 +9,9 @@ mAP@[.5:.95] on the recipe's held-out images, CPU seconds of training, a coarse 
 
 Run time (one thread of a shared 2-core machine, CPU seconds): see ``metrics.json`` (``train_cpu_s``) and
 ``docs/detector_budget.md``: about 17 CPU-minutes for the Faster R-CNN and 3 for each Fast R-CNN on a
-busy shared machine (the Faster R-CNN took about 8 minutes on a less busy one).
+busy shared machine (the Faster R-CNN took about 8 minutes on a less busy one). The two Mask R-CNN mask heads
+(``small_mask_rcnn*``, on top of the frozen Faster R-CNN checkpoint, which must exist first) take about 2 CPU-minutes
+each and can run in parallel (the metrics file is locked while it is updated).
 """
 
 from __future__ import annotations
