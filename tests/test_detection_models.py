@@ -6,7 +6,14 @@ import torch
 
 from cvcourse.detection import (
     RCNN,
+    MaskHead,
     SmallFasterRCNN,
+    SmallMaskRCNN,
+    instance_mask_iou,
+    mask_iou,
+    mask_rcnn_loss,
+    paste_masks_in_image,
+    project_masks_on_boxes,
     SmallFastRCNN,
     add_context,
     hierarchical_grouping,
@@ -147,6 +154,128 @@ def test_small_detectors_check_their_input():
         fast(image[None], [target])
     losses = fast(image[None], [target], proposals=[target["boxes"] + 2])
     assert set(losses) == {"loss_classifier", "loss_box_reg"}
+
+
+# ---------------------------------------------------------------- Mask R-CNN parts
+def disk(size=64, cx=30.0, cy=26.0, r=10.0):
+    yy, xx = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    return ((xx - cx) ** 2 + (yy - cy) ** 2 <= r * r).to(torch.uint8)
+
+
+def test_paste_masks_fills_exactly_the_box_and_halves():
+    boxes = torch.tensor([[10.0, 8, 30, 20], [40.0, 40, 56, 60]])
+    masks = torch.ones(2, 28, 28)
+    masks[1, :, 14:] = 0  # left half only
+    out = paste_masks_in_image(masks, boxes, (64, 64))
+    assert out.shape == (2, 64, 64)
+    box0 = torch.zeros(64, 64)
+    box0[8:20, 10:30] = 1
+    torch.testing.assert_close(out[0] > 0.5, box0 > 0.5)
+    left = torch.zeros(64, 64)
+    left[40:60, 40:48] = 1
+    torch.testing.assert_close(out[1] > 0.5, left > 0.5)
+    assert paste_masks_in_image(torch.zeros(0, 28, 28), torch.zeros(0, 4), (5, 7)).shape == (0, 5, 7)
+    with pytest.raises(ValueError, match="one mask per box"):
+        paste_masks_in_image(masks, boxes[:1], (64, 64))
+
+
+def test_project_then_paste_gives_back_the_mask():
+    gt = torch.stack([disk(), disk(cx=48, cy=44, r=6)])
+    boxes = torch.tensor([[20.0, 16, 40, 36], [42.0, 38, 54, 50]])  # tight boxes of the two disks
+    targets = project_masks_on_boxes(gt, boxes, torch.tensor([0, 1]), 28)
+    assert targets.shape == (2, 28, 28) and set(targets.unique().tolist()) <= {0.0, 1.0}
+    back = paste_masks_in_image(targets, boxes, (64, 64)) > 0.5
+    assert (mask_iou(back, gt).diagonal() > 0.9).all()
+    # a box twice as wide as the object, to its right: only the left half of the target is the object
+    wide = project_masks_on_boxes(gt[:1], torch.tensor([[20.0, 16, 60, 36]]), torch.tensor([0]), 28)[0]
+    assert wide[:, 14:].sum() == 0 and wide[:, :14].mean() > 0.6
+
+
+def test_mask_iou_against_counting_pixels():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(3, 9, 11, generator=g) > 0.5
+    b = torch.rand(4, 9, 11, generator=g) > 0.5
+    b[0] = False
+    a[2] = False
+    ref = torch.tensor([[(x & y).sum() / (x | y).sum() if (x | y).any() else 0.0 for y in b] for x in a]).float()
+    torch.testing.assert_close(mask_iou(a, b), ref)
+    assert mask_iou(a[2:], b[:1]).item() == 0.0  # two empty masks: 0, not NaN
+    with pytest.raises(ValueError, match="masks2"):
+        mask_iou(a, b[:, :5])
+
+
+def test_mask_loss_uses_only_the_true_class():
+    logits = torch.randn(3, 5, 28, 28, requires_grad=True)
+    labels = torch.tensor([1, 4, 2])
+    targets = (torch.rand(3, 28, 28) > 0.5).float()
+    loss = mask_rcnn_loss(logits, labels, targets)
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(logits[torch.arange(3), labels], targets)
+    torch.testing.assert_close(loss, ref)
+    loss.backward()
+    used = torch.zeros(3, 5, dtype=torch.bool)
+    used[torch.arange(3), labels] = True
+    assert (logits.grad.abs().sum((2, 3))[~used] == 0).all() and (logits.grad.abs().sum((2, 3))[used] > 0).all()
+    assert mask_rcnn_loss(logits[:0], labels[:0], targets[:0]).item() == 0.0
+    with pytest.raises(ValueError, match="mask_targets"):
+        mask_rcnn_loss(logits, labels, targets[:, :14])
+
+
+def test_instance_mask_iou_counts_misses_and_wrong_classes():
+    gt_masks = torch.stack([disk(), disk(cx=48, cy=44, r=6)])
+    target = {"boxes": torch.tensor([[20.0, 16, 40, 36], [42.0, 38, 54, 50]]), "labels": torch.tensor([1, 2]),
+              "masks": gt_masks}
+    perfect = {"boxes": target["boxes"], "labels": target["labels"], "scores": torch.tensor([0.9, 0.8]),
+               "masks": gt_masks[:, None].float()}
+    assert instance_mask_iou([perfect], [target]) == pytest.approx(1.0)
+    one = {k: v[:1] for k, v in perfect.items()}
+    assert instance_mask_iou([one], [target]) == pytest.approx(0.5)  # the missed object counts 0
+    wrong = {**perfect, "labels": torch.tensor([2, 1])}
+    assert instance_mask_iou([wrong], [target]) == 0.0
+    low = {**perfect, "scores": torch.tensor([0.9, 0.1])}
+    assert instance_mask_iou([low], [target], score_threshold=0.5) == pytest.approx(0.5)
+
+
+def test_small_mask_rcnn_learns_the_masks_of_one_image():
+    torch.manual_seed(0)
+    image, target = one_scene()
+    masks = torch.zeros(2, 64, 64, dtype=torch.uint8)
+    masks[0, 10:30, 12:40] = 1
+    masks[1] = disk(cx=50, cy=49, r=9)
+    target = {**target, "masks": masks}
+    model = SmallMaskRCNN(3, backbone=small_backbone(32, 16), anchor_sizes=(16, 32), mask_width=16)
+    with pytest.raises(ValueError, match="masks"):
+        model(image[None], [{k: v for k, v in target.items() if k != "masks"}])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    first = None
+    for _ in range(40):
+        losses = model(image[None], [target])
+        assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"}
+        first = float(losses["loss_mask"].detach()) if first is None else first
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    assert float(losses["loss_mask"].detach()) < 0.6 * first
+    model.eval()
+    (dets,) = model([image])
+    assert dets["masks"].shape == (len(dets["boxes"]), 1, 64, 64)
+    assert 0 <= dets["masks"].min() and dets["masks"].max() <= 1
+
+
+def test_frozen_detector_keeps_its_weights_and_statistics():
+    image, target = one_scene()
+    target = {**target, "masks": torch.zeros(2, 64, 64, dtype=torch.uint8)}
+    model = SmallMaskRCNN(3, backbone=small_backbone(16, 8), mask_width=8).freeze_detector()
+    before = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("mask_head.")}
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model.train()
+    assert not model.backbone.training and model.mask_head.training
+    sum(model(image[None], [target]).values()).backward()
+    opt.step()
+    after = model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="pooler"):
+        MaskHead(16, 3, pooler="max")
 
 
 # ---------------------------------------------------------------- widgets

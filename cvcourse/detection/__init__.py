@@ -8,6 +8,7 @@
 - :mod:`~cvcourse.detection.rpn`              Region Proposal Network: head, matching, loss, proposals
 - :mod:`~cvcourse.detection.roi_heads`        Fast R-CNN head: RoI pool/align, multi-task loss, post-processing
 - :mod:`~cvcourse.detection.faster_rcnn`      small Fast / Faster R-CNN, training and prediction helpers
+- :mod:`~cvcourse.detection.mask_rcnn`        small Mask R-CNN: mask head, mask targets and loss, pasting, mask IoU
 - :mod:`~cvcourse.detection.pretrained`       shipped checkpoints of those models (torchvision weights API)
 - :mod:`~cvcourse.detection.plots`            class legends for detection figures
 """
@@ -22,6 +23,15 @@ from cvcourse.detection.faster_rcnn import (
     small_backbone,
     train_detector,
 )
+from cvcourse.detection.mask_rcnn import (
+    MaskHead,
+    SmallMaskRCNN,
+    instance_mask_iou,
+    mask_iou,
+    mask_rcnn_loss,
+    paste_masks_in_image,
+    project_masks_on_boxes,
+)
 from cvcourse.detection.metrics import (
     average_precision,
     coco_map,
@@ -31,7 +41,14 @@ from cvcourse.detection.metrics import (
     proposal_recall,
 )
 from cvcourse.detection.plots import add_class_legend
-from cvcourse.detection.pretrained import SmallFasterRCNNWeights, SmallFastRCNNWeights, small_fast_rcnn, small_faster_rcnn
+from cvcourse.detection.pretrained import (
+    SmallFasterRCNNWeights,
+    SmallFastRCNNWeights,
+    SmallMaskRCNNWeights,
+    small_fast_rcnn,
+    small_faster_rcnn,
+    small_mask_rcnn,
+)
 from cvcourse.detection.rcnn import RCNN, add_context, label_proposals, warp_regions
 from cvcourse.detection.roi_heads import (
     FastRCNNHead,
@@ -47,6 +64,8 @@ __all__ = [
     "AnchorGenerator", "BoxCoder", "decode_boxes", "encode_boxes",
     "SmallFasterRCNN", "SmallFastRCNN", "predict", "small_backbone", "train_detector", "WithProposals",
     "SmallFasterRCNNWeights", "SmallFastRCNNWeights", "small_faster_rcnn", "small_fast_rcnn",
+    "MaskHead", "SmallMaskRCNN", "instance_mask_iou", "mask_iou", "mask_rcnn_loss", "paste_masks_in_image",
+    "project_masks_on_boxes", "SmallMaskRCNNWeights", "small_mask_rcnn",
     "average_precision", "coco_map", "match_detections", "mean_average_precision", "precision_recall", "proposal_recall",
     "add_class_legend", "RCNN", "add_context", "label_proposals", "warp_regions",
     "FastRCNNHead", "RoIHeads", "fast_rcnn_loss", "postprocess_detections", "select_training_samples",

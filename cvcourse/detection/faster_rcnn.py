@@ -23,6 +23,7 @@ from cvcourse._checks import check_shape
 from cvcourse.detection.anchors import AnchorGenerator
 from cvcourse.detection.roi_heads import FastRCNNHead, RoIHeads
 from cvcourse.detection.rpn import RegionProposalNetwork
+from cvcourse.train import _to_device
 
 
 def small_backbone(out_channels: int = 64, width: int = 32) -> nn.Sequential:
@@ -177,16 +178,6 @@ def _collate(batch: Sequence[tuple]) -> tuple:
     return (torch.stack(columns[0]),) + tuple(list(c) for c in columns[1:])
 
 
-def _to(obj, device):
-    if isinstance(obj, Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: _to(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to(v, device) for v in obj)
-    return obj
-
-
 def train_detector(
     model: nn.Module,
     data: Iterable | torch.utils.data.Dataset,
@@ -221,7 +212,7 @@ def train_detector(
     for _ in range(epochs):
         start = time.perf_counter()
         for batch in data:
-            images, targets, *extra = _to(batch, device)
+            images, targets, *extra = _to_device(batch, device)
             losses = model(images, targets, proposals=extra[0]) if extra else model(images, targets)
             loss = sum(losses.values())
             opt.zero_grad()
@@ -249,7 +240,7 @@ def predict(
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     out = []
     for batch in data:
-        images, _targets, *extra = _to(batch, device)
+        images, _targets, *extra = _to_device(batch, device)
         dets = model(images, proposals=extra[0]) if extra else model(images)
-        out.extend(_to(d, "cpu") for d in dets)
+        out.extend(_to_device(d, torch.device("cpu")) for d in dets)
     return out

@@ -16,7 +16,8 @@ measured:
 - ``"recipe"``: optimiser, learning rate, batch size, epochs, number of training images and the
   training ``"train_seed"`` (items ``0..n-1`` of that seed);
 - ``"eval_seed"``, ``"eval_images"``: the held-out images the metrics were measured on;
-- ``"map50"``, ``"map"`` (mAP@0.5 and mAP@[.5:.95]) and ``"train_cpu_s"`` (CPU seconds, one thread),
+- ``"map50"``, ``"map"`` (mAP@0.5 and mAP@[.5:.95]), for Mask R-CNN ``"mask_iou"`` (mean mask IoU of the
+  held-out instances, a missed one counting 0: :func:`~cvcourse.detection.mask_rcnn.instance_mask_iou`) and ``"train_cpu_s"`` (CPU seconds, one thread),
   written by the training script next to the weights (``metrics.json``).
 
 The recipes (:data:`RECIPES`) live here, once: the training script reads them from this module.
@@ -63,6 +64,19 @@ RECIPES["small_fast_rcnn_align_shapes_v1"] = {
     **RECIPES["small_fast_rcnn_shapes_v1"],
     "model_kwargs": {"num_classes": len(CATEGORIES), "pooler": "align"},
 }
+# Mask R-CNN = the shipped Faster R-CNN (frozen: backbone, RPN and box head keep its weights) + a mask head
+# trained on top; twice, differing only in the mask head's RoI operation (lecture 9: RoI Align vs RoI pooling).
+# Only the mask head is stored; the rest is loaded from the base checkpoint.
+RECIPES["small_mask_rcnn_shapes_v1"] = {
+    **RECIPES["small_faster_rcnn_shapes_v1"],
+    "model_kwargs": {**RECIPES["small_faster_rcnn_shapes_v1"]["model_kwargs"], "mask_pooler": "align"},
+    "base": "SmallFasterRCNNWeights.SHAPES_V1", "trained": "mask head only (detector frozen)",
+    "train_images": 1000, "epochs": 2, "batch_size": 8, "lr": 2e-3,
+}
+RECIPES["small_mask_rcnn_pool_shapes_v1"] = {
+    **RECIPES["small_mask_rcnn_shapes_v1"],
+    "model_kwargs": {**RECIPES["small_faster_rcnn_shapes_v1"]["model_kwargs"], "mask_pooler": "pool"},
+}
 
 
 def _measured(name: str) -> dict[str, Any]:
@@ -98,6 +112,14 @@ class _PackagedWeights(WeightsEnum):
         return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+class _MaskHeadWeights(_PackagedWeights):
+    """A mask head stored alone, on top of the (frozen) detector checkpoint named by ``recipe["base"]``."""
+
+    def get_state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        base = SmallFasterRCNNWeights.verify(self.meta["recipe"]["base"])
+        return {**base.get_state_dict(), **super().get_state_dict()}
+
+
 class SmallFasterRCNNWeights(_PackagedWeights):
     """Weights of :func:`small_faster_rcnn`, trained on 64x64 plain-background shapes (lecture 9)."""
 
@@ -114,6 +136,18 @@ class SmallFastRCNNWeights(_PackagedWeights):
     SHAPES_V1 = Weights(url="", transforms=nn.Identity, meta=_meta("small_fast_rcnn_shapes_v1"))
     #: the same recipe with RoI Align instead of RoI pooling (one change)
     SHAPES_ALIGN_V1 = Weights(url="", transforms=nn.Identity, meta=_meta("small_fast_rcnn_align_shapes_v1"))
+    DEFAULT = SHAPES_V1
+
+
+class SmallMaskRCNNWeights(_MaskHeadWeights):
+    """Weights of :func:`small_mask_rcnn`: the ``SmallFasterRCNNWeights.SHAPES_V1`` detector + a mask head (lecture 9).
+
+    ``SHAPES_V1``'s mask head uses RoI Align (as Mask R-CNN), ``SHAPES_POOL_V1``'s RoI pooling; nothing else differs.
+    """
+
+    SHAPES_V1 = Weights(url="", transforms=nn.Identity, meta=_meta("small_mask_rcnn_shapes_v1"))
+    #: the same recipe with RoI pooling in the mask head (one change)
+    SHAPES_POOL_V1 = Weights(url="", transforms=nn.Identity, meta=_meta("small_mask_rcnn_pool_shapes_v1"))
     DEFAULT = SHAPES_V1
 
 
@@ -154,3 +188,14 @@ def small_fast_rcnn(*, weights: SmallFastRCNNWeights | str | None = None, **kwar
     from cvcourse.detection.faster_rcnn import SmallFastRCNN
 
     return _build(SmallFastRCNN, SmallFastRCNNWeights, weights, "small_fast_rcnn_shapes_v1", **kwargs)
+
+
+def small_mask_rcnn(*, weights: SmallMaskRCNNWeights | str | None = None, **kwargs) -> nn.Module:
+    """:class:`~cvcourse.detection.mask_rcnn.SmallMaskRCNN` with the course's settings, optionally trained (lecture 9).
+
+    As :func:`small_faster_rcnn`; each detection dict also holds ``masks`` Tensor[D, 1, S, S], the
+    probabilities of the pasted masks (threshold at 0.5).
+    """
+    from cvcourse.detection.mask_rcnn import SmallMaskRCNN
+
+    return _build(SmallMaskRCNN, SmallMaskRCNNWeights, weights, "small_mask_rcnn_shapes_v1", **kwargs)

@@ -110,7 +110,8 @@ def select_training_samples(
     bg_iou_thresh: float = 0.5,
     batch_size_per_image: int = 128,
     positive_fraction: float = 0.25,
-) -> tuple[list[Tensor], Tensor, Tensor]:
+    return_matches: bool = False,
+) -> tuple[list[Tensor], Tensor, Tensor] | tuple[list[Tensor], Tensor, Tensor, list[Tensor]]:
     """Label proposals by IoU with the ground truth and draw a balanced sample for the loss.
 
     The ground-truth boxes themselves are added to the proposals (so early in training, when the RPN
@@ -119,11 +120,14 @@ def select_training_samples(
     Args:
         proposals (list of Tensor[P_b, 4]); targets (list of dict with ``"boxes"`` Tensor[G, 4] and
         ``"labels"`` Tensor[G] int64 in 1..K-1).
+        return_matches (bool): also return, per image, the index of each sampled region's matched
+            ground-truth box (what Mask R-CNN needs to find the region's true mask).
 
     Returns:
-        (sampled proposals per image, labels Tensor[R], regression_targets Tensor[R, 4]).
+        (sampled proposals per image, labels Tensor[R], regression_targets Tensor[R, 4]) and, with
+        ``return_matches``, a list of Tensor[R_b] int64 (ground-truth index; :data:`BACKGROUND` for background).
     """
-    out_props, out_labels, out_targets = [], [], []
+    out_props, out_labels, out_targets, out_matches = [], [], [], []
     for props, t in zip(proposals, targets):
         gt, gt_labels = t["boxes"].to(props), t["labels"].to(props.device)
         props = torch.cat([props, gt])
@@ -138,6 +142,9 @@ def select_training_samples(
         out_props.append(props)
         out_labels.append(labels)
         out_targets.append(box_coder.encode(matched_gt, props))
+        out_matches.append(matches[idx])
+    if return_matches:
+        return out_props, torch.cat(out_labels), torch.cat(out_targets), out_matches
     return out_props, torch.cat(out_labels), torch.cat(out_targets)
 
 
@@ -211,6 +218,16 @@ class RoIHeads(nn.Module):
         self.batch_size_per_image, self.positive_fraction = batch_size_per_image, positive_fraction
         self.score_thresh, self.nms_thresh, self.detections_per_img = score_thresh, nms_thresh, detections_per_img
 
+    def sample(self, proposals: list[Tensor], targets: list[dict[str, Tensor]] | None):
+        """:func:`select_training_samples` with this head's settings, matches included:
+        ``(proposals per image, labels Tensor[R], regression_targets Tensor[R, 4], matched indices per image)``."""
+        if targets is None:
+            raise ValueError("targets (dicts with 'boxes' and 'labels') are required in training mode")
+        return select_training_samples(
+            proposals, targets, self.box_coder, self.fg_iou_thresh, self.bg_iou_thresh,
+            self.batch_size_per_image, self.positive_fraction, return_matches=True,
+        )
+
     def forward(
         self,
         features: Tensor,
@@ -228,12 +245,7 @@ class RoIHeads(nn.Module):
         """
         spatial_scale = features.shape[-1] / image_size[1]
         if self.training:
-            if targets is None:
-                raise ValueError("targets (dicts with 'boxes' and 'labels') are required in training mode")
-            proposals, labels, reg_targets = select_training_samples(
-                proposals, targets, self.box_coder, self.fg_iou_thresh, self.bg_iou_thresh,
-                self.batch_size_per_image, self.positive_fraction,
-            )
+            proposals, labels, reg_targets, _ = self.sample(proposals, targets)
             logits, deltas = self.head(features, proposals, spatial_scale)
             return [], fast_rcnn_loss(logits, deltas, labels, reg_targets)
         logits, deltas = self.head(features, proposals, spatial_scale)
