@@ -134,13 +134,13 @@ WHAT = {
     "no_skip": "**broken**: the BatchNorm U-Net with its skip tensors replaced by zeros",
     "no_head": "**broken**: no final 1x1 conv; the last block's 8 feature maps are returned as logits",
     "fcn": "**broken**: `cvcourse.models.FCN` (stride 8, fixed bilinear up-sampling, no skips)",
-    "background": "**broken**: one learnable score per class, the same at every pixel (predicts background)",
+    "background": "**broken**: one learnable score per class, the same at every pixel (a constant prediction)",
 }
 
 
 def _training_part(budget) -> dict:
     """The budget without ``threshold`` and ``seeds``: what a run's mean IoU depends on."""
-    return {k: v for k, v in budget.items() if k not in ("threshold", "seeds")}
+    return json.loads(json.dumps({k: v for k, v in budget.items() if k not in ("threshold", "seeds")}))  # tuples as lists
 
 
 def run(args: argparse.Namespace) -> None:
