@@ -3,7 +3,7 @@
 Every sample in ``tests/submissions/unpool_unet/`` is autograded once (module fixture, both cores);
 each test then checks one submission's per-cell scores: correct solutions get full marks, every bug
 and every cheat loses the points of the cells that test what it gets wrong, and keeps the others.
-Only the two correct submissions (and the wrong-size U-Net, which fails fast) reach the U-Net
+Only the two correct submissions (and the wrong-size and head-less U-Nets, which fail fast) reach the U-Net
 training test, so the file stays within a few minutes on a 2-core CPU.
 """
 
@@ -39,6 +39,8 @@ EXPECTED_LOST = {
                       "test_conv_t_stride", "test_conv_t_padding", "test_conv_t_bias"],
     "tamper_equal": [g for g in UNPOOL if not g.endswith("_visible")],
     "unet_wrong_size": ["test_unet_visible", "test_unet_shapes", "test_unet_learns"],
+    # issue 15: no final 1x1 convolution; the learning test rejects it before training (output channels)
+    "unet_no_head": ["test_unet_visible", "test_unet_shapes", "test_unet_learns"],
     # issue 14: inputs keep the stated rules, so validating them costs nothing (UNet stub: unpooling cells only)
     "correct_validating": [],
     # issue 14: shortcuts around the dispatch-level guard (torch.nn.grad.conv2d_input, _DisableTorchDispatch,

@@ -30,3 +30,20 @@ def test_bad_input():
         transposed_conv_steps(torch.zeros(1, 2, 2), torch.ones(3, 3))
     with pytest.raises(ValueError, match="stride"):
         transposed_conv_steps(torch.zeros(2, 2), torch.ones(3, 3), stride=0)
+
+
+def test_widget_redraws_the_step_the_slider_names():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cvcourse.widgets.upsampling import plot_transposed_conv_step, transposed_conv_widget
+
+    x, w = torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.ones(3, 3)
+    box = transposed_conv_widget(x, w, stride=2)
+    first = box.image.value
+    box.controls["step"].value = 4
+    assert box.image.value != first and box.image.value[:4] == b"\x89PNG"
+    fig = plot_transposed_conv_step(x, w, 2, step=4)
+    assert fig.axes[1].get_title() == "output after 4 of 4 stamps"
+    with pytest.raises(ValueError, match="step must be between 1 and"):
+        plot_transposed_conv_step(x, w, 2, step=5)

@@ -253,13 +253,13 @@ def lecture7_settings() -> dict:
         (:class:`cvcourse.data.FineShapesSegmentation` arguments), ``base_channels``, ``norm`` and the
         :func:`cvcourse.train.fit` arguments ``epochs``, ``lr``, ``batch_size``; ``boundary_width``
         (pixels, for :class:`cvcourse.train.BoundaryIoU`). Images are 32x32: small enough for
-        240 training steps per model in fast mode, and a stride-8 FCN sees them as a 4x4 grid.
+        192 training steps per model in fast mode, and a stride-8 FCN sees them as a 4x4 grid.
     """
     from cvcourse.config import pick  # noqa: PLC0415
 
     return dict(
         image_size=32,
-        train_images=pick(full=4000, fast=640),
+        train_images=pick(full=4000, fast=512),
         val_images=pick(full=500, fast=128),
         train_seed=0,
         val_seed=1,
