@@ -51,12 +51,10 @@ lab: setup
 	@$(PY) -m cvcourse.lab .
 
 # One pytest worker per core, one thread per worker: torch's own threads on top of the workers
-# oversubscribe the cores and make torch code many times slower. --dist loadgroup: the root conftest.py
-# keeps each notebook and each shared fixture's tests on one worker, splits the lecture claims by lecture
-# and starts the slowest units first, so that both workers stay busy to the end.
+# oversubscribe the cores and make torch code many times slower.
 test: setup
 	CVCOURSE_FAST=$${CVCOURSE_FAST:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
-	  $(PY) -m pytest -n auto --dist loadgroup --nbval-lax
+	  $(PY) -m pytest -n auto --dist loadfile --nbval-lax
 
 bench: setup
 	$(PY) benchmarks/ops.py
