@@ -54,18 +54,24 @@ def test_l02_fully_connected_layers_hold_the_weights_convolutions_the_compute():
     assert (all_macs - conv_macs) / all_macs < 0.1
 
 
-def test_l02_relu_is_not_six_times_faster_than_tanh():
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_l02_tanh_reaches_25_percent_error_no_later_than_relu(seed):
+    """The lecture's verdict ("here tanh was NOT slower than ReLU", the paper's 6x not reproduced), stated as a
+    bound that fails in the paper's direction: with the He-normal set-up tanh needs at most as many rounds as ReLU
+    (ratio tanh / ReLU <= 1; the paper's claim is a ratio of about 6). Measured 2026-12-02 (fast mode, one thread,
+    seeds 0-4): ReLU 7, 7, 8, 8, 11 rounds, tanh 5, 6, 5, 6, 6, ratios 0.71, 0.86, 0.63, 0.75, 0.55. The notebook runs
+    seed 0; seeds 1 and 2 check that the verdict is not one seed's accident."""
     from cvcourse.experiments import relu_tanh_run, relu_tanh_settings, rounds_to
 
     settings = relu_tanh_settings()
     (_, he, he_lr), (_, paper, paper_lr) = settings.setups
-    seed = settings.seeds[0]
     relu = rounds_to(relu_tanh_run(nn.ReLU, he, he_lr, seed, settings, device="cpu"), settings.threshold)
     tanh = rounds_to(relu_tanh_run(nn.Tanh, he, he_lr, seed, settings, device="cpu"), settings.threshold)
-    assert relu is not None and tanh is not None, (relu, tanh)
-    assert tanh / relu < 6, f"tanh {tanh} vs ReLU {relu} rounds"
-    # the 2012 initialisation: ReLU does not even reach 25% error in the notebook's budget
-    assert rounds_to(relu_tanh_run(nn.ReLU, paper, paper_lr, seed, settings, device="cpu"), settings.threshold) is None
+    assert relu is not None and tanh is not None, (relu, tanh)  # both reach 25% error in the notebook's budget
+    assert tanh <= relu, f"tanh {tanh} vs ReLU {relu} rounds: ReLU was faster here"
+    if seed == 0:  # the 2012 initialisation: ReLU does not even reach 25% error in the notebook's budget
+        assert rounds_to(relu_tanh_run(nn.ReLU, paper, paper_lr, seed, settings, device="cpu"),
+                         settings.threshold) is None
 
 
 # ------------------------------------------------------------------------------------------------ lecture 3
