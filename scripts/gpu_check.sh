@@ -56,19 +56,21 @@ EOF
 cuda=$("$PY" -c 'import torch; print(int(torch.cuda.is_available()))')
 if [[ $dry == 0 && $cuda != 1 ]]; then say "no CUDA device: run with --dry-run on a CPU machine"; exit 1; fi
 
-if [[ $dry == 1 ]]; then  # CPU: one tiny case per script, fast-mode lectures
+if [[ $dry == 1 ]]; then  # CPU: one tiny case per script, the ops tests, one fast-mode lecture, generous limits
     ops_args=(--device cpu --threads 1 --only '^box_iou$' --reps 1)
     sift_args=(--quick)
-    fast=1; lecture_limit=900; test_limit=300
+    fast=1; lecture_limit=1800; test_limit=1800; bench_limit=1800
+    lectures=(07); test_paths=(tests/test_ops_boxes.py tests/test_ops_nms.py tests/test_ops_roi.py tests/test_ops_upsample.py)
 else
     ops_args=(--device cuda --reps 15)
     sift_args=()
-    fast=0; lecture_limit=360; test_limit=360
+    fast=0; lecture_limit=360; test_limit=360; bench_limit=150
+    lectures=(07 08 09); test_paths=(tests)
 fi
 
 # 1-2. Benchmarks first, alone on the machine.
-step ops 150 "$PY" benchmarks/ops.py "${ops_args[@]}" --out "$OUT/RESULTS_cuda.md" >>"$OUT/bench.log" 2>&1
-step sift 120 "$PY" benchmarks/sift.py "${sift_args[@]}" --out "$OUT/SIFT_cuda.md" >>"$OUT/bench.log" 2>&1
+step ops "$bench_limit" "$PY" benchmarks/ops.py "${ops_args[@]}" --out "$OUT/RESULTS_cuda.md" >>"$OUT/bench.log" 2>&1
+step sift "$bench_limit" "$PY" benchmarks/sift.py "${sift_args[@]}" --out "$OUT/SIFT_cuda.md" >>"$OUT/bench.log" 2>&1
 
 # 3. Tests and lectures side by side (16 cores, one large GPU).
 run_lecture() {  # NN: execute lectures/NN_*.ipynb, write the run time and its printed text to $OUT/lecture_NN.txt
@@ -102,11 +104,11 @@ print(open(out).readline().rstrip())
 sys.exit(1 if error else 0)
 EOF
 }
-step tests "$test_limit" "$PY" -m pytest tests -k cuda -q -n 4 -p no:cacheprovider -o addopts= --continue-on-collection-errors >"$OUT/tests.log" 2>&1 &
-for nn in 07 08 09; do
+step tests "$test_limit" "$PY" -m pytest "${test_paths[@]}" -k cuda -q -n 4 -p no:cacheprovider -o addopts= --continue-on-collection-errors >"$OUT/tests.log" 2>&1 &
+for nn in "${lectures[@]}"; do
     run_lecture "$nn" >>"$OUT/bench.log" 2>&1 &
 done
 wait
 say "pytest summary: $(tail -n 1 "$OUT/tests.log")"
-for nn in 07 08 09; do say "$(head -n 1 "$OUT/lecture_$nn.txt" 2>/dev/null || echo "lecture $nn: no result")"; done
+for nn in "${lectures[@]}"; do say "$(head -n 1 "$OUT/lecture_$nn.txt" 2>/dev/null || echo "lecture $nn: no result")"; done
 say "files: $(cd "$OUT" && ls | tr '\n' ' ')"
