@@ -109,6 +109,6 @@ for nn in "${lectures[@]}"; do
     run_lecture "$nn" >>"$OUT/bench.log" 2>&1 &
 done
 wait
-say "pytest summary: $(tail -n 1 "$OUT/tests.log")"
+say "pytest summary: $(grep -E "passed|failed|no tests ran|error" "$OUT/tests.log" | grep -v "^step" | tail -n 1)"
 for nn in "${lectures[@]}"; do say "$(head -n 1 "$OUT/lecture_$nn.txt" 2>/dev/null || echo "lecture $nn: no result")"; done
 say "files: $(cd "$OUT" && ls | tr '\n' ' ')"
