@@ -1,14 +1,20 @@
 """Time cvcourse.ops against torchvision.ops / torch.nn.functional in the same run, write RESULTS.md.
 
-    python benchmarks/ops.py                 # full: 7 timed repetitions per case
-    python benchmarks/ops.py --quick         # 3 repetitions, for a loaded or slow machine
-    python benchmarks/ops.py --threads 1     # pin torch's CPU threads (both sides get the same)
+    OMP_NUM_THREADS=1 python benchmarks/ops.py --threads 1   # CPU (and CUDA when present), 7 pairs per case
+    python benchmarks/ops.py --quick                         # 3 pairs per case, for a loaded or slow machine
+    python benchmarks/ops.py --device cuda --out X.md        # one device only
+    python benchmarks/ops.py --only 'nms|roi' --reps 15      # a subset of the cases, more pairs
 
-Each case: one warm-up call, then the median of the timed repetitions (``torch.cuda.synchronize`` around
-each on CUDA). Ratio = ours / reference, so below 1 means ours is faster. Targets from the ops spec:
-on CUDA every op within 1.5x of torchvision and box_iou / batched_nms no slower (1.0x); on CPU every op
-within 2x. Data are realistic: boxes jittered around ~100 objects with random scores, RoIs of 32-490
-pixels on a stride-16 map of an 800 x 1088 image.
+Each case: one warm-up call of each side, then ``reps`` *pairs* of calls, ours and the reference in turn
+(the order alternates from pair to pair), so that both sides see the same machine load. On the CPU each
+call is timed in CPU seconds of this process (``time.process_time``): on a shared machine the wall clock
+also counts the time other processes held the core. With one torch thread that is the work done. On CUDA
+each call is timed on the wall clock with ``torch.cuda.synchronize`` around it. Reported: the median time
+of each side and the median of the per-pair ratios (ours / reference, so below 1 means ours is faster),
+with the spread of those ratios (min-max). Targets from the ops spec: on CUDA every op within 1.5x of
+torchvision and box_iou / batched_nms no slower (1.0x); on CPU every op within 2x. Data are realistic:
+boxes jittered around ~100 objects with random scores, RoIs of 32-490 pixels on a stride-16 map of an
+800 x 1088 image.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import datetime
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -56,19 +63,31 @@ def detection_rois(k: int, device: torch.device) -> torch.Tensor:
     return torch.cat([torch.zeros(k, 1), b], dim=1).to(device)
 
 
-def timeit(fn: Callable[[], object], device: torch.device, reps: int) -> float:
-    """Median milliseconds of ``reps`` calls after one warm-up call."""
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    fn()
-    sync()
-    times = []
-    for _ in range(reps):
+def time_pair(ours: Callable[[], object], ref: Callable[[], object], device: torch.device, reps: int) -> tuple[float, float, list[float]]:
+    """Median ms of each side and the per-pair ratios, over ``reps`` interleaved pairs after one warm-up each."""
+    cuda = device.type == "cuda"
+    clock = time.perf_counter if cuda else time.process_time
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def once(fn: Callable[[], object]) -> float:
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+        return clock() - t0
+
+    once(ours)
+    once(ref)
+    t_ours, t_ref = [], []
+    for r in range(reps):
+        if r % 2 == 0:
+            t_ours.append(once(ours))
+            t_ref.append(once(ref))
+        else:
+            t_ref.append(once(ref))
+            t_ours.append(once(ours))
+    ratios = [a / b if b > 0 else float("inf") for a, b in zip(t_ours, t_ref)]
+    return statistics.median(t_ours) * 1e3, statistics.median(t_ref) * 1e3, ratios
 
 
 def backward_of(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
@@ -149,32 +168,47 @@ def machine_info(threads: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 timed repetitions instead of 7")
+    parser.add_argument("--quick", action="store_true", help="3 timed pairs instead of 7")
+    parser.add_argument("--reps", type=int, default=None, help="timed pairs per case (overrides --quick)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the CPU runs")
+    parser.add_argument("--device", choices=["all", "cpu", "cuda"], default="all", help="which devices to time")
+    parser.add_argument("--only", default=None, help="regular expression: time only the ops whose name matches")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--note", default="", help="a line added to the report (e.g. about machine load)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    reps = 3 if args.quick else 7
+    reps = args.reps or (3 if args.quick else 7)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
     load_before = os.getloadavg()
     rows = []
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.device != "all":
+        devices = [torch.device(args.device)]
     for device in devices:
         for op, size, mode, ours, ref, target in cases(device):
-            t_ours = timeit(ours, device, reps)
-            t_ref = timeit(ref, device, reps)
-            ratio = t_ours / t_ref
-            rows.append((op, size, device.type.upper(), mode, t_ours, t_ref, ratio, target))
-            print(f"{op:36s} {size:32s} {device.type:4s} {mode:8s} ours {t_ours:9.2f} ms  ref {t_ref:9.2f} ms  {ratio:5.2f}x", flush=True)
+            if args.only and not re.search(args.only, op):
+                continue
+            t_ours, t_ref, ratios = time_pair(ours, ref, device, reps)
+            ratio = statistics.median(ratios)
+            rows.append((op, size, device.type.upper(), mode, t_ours, t_ref, ratio, min(ratios), max(ratios), target))
+            print(f"{op:36s} {size:32s} {device.type:4s} {mode:8s} ours {t_ours:9.2f} ms  ref {t_ref:9.2f} ms  "
+                  f"{ratio:5.2f}x ({min(ratios):.2f}-{max(ratios):.2f})", flush=True)
     load_after = os.getloadavg()
 
-    command = "python benchmarks/ops.py" + (" --quick" if args.quick else "") + (f" --threads {args.threads}" if args.threads else "")
+    command = ("python benchmarks/ops.py" + (f" --reps {args.reps}" if args.reps else " --quick" if args.quick else "")
+               + (f" --threads {args.threads}" if args.threads else "") + (f" --device {args.device}" if args.device != "all" else "")
+               + (f" --only '{args.only}'" if args.only else ""))
+    clock = "CPU time of this process (time.process_time)" if any(d.type == "cpu" for d in devices) else ""
+    if any(d.type == "cuda" for d in devices):
+        clock = (clock + "; " if clock else "") + "wall clock with torch.cuda.synchronize on CUDA"
     lines = [
         "# cvcourse.ops benchmark",
         "",
         f"Written by `benchmarks/ops.py` on {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC.",
-        f"Command: `{command}` ({reps} timed repetitions per case after one warm-up; median reported).",
+        f"Command: `{command}` (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; {reps} timed pairs per case, "
+        f"ours and reference interleaved, after one warm-up each; clock: {clock}; median reported).",
         "",
         *machine_info(torch.get_num_threads()),
         f"- Load average (1, 5, 15 min) before: {load_before[0]:.1f}, {load_before[1]:.1f}, {load_before[2]:.1f}; "
@@ -183,20 +217,22 @@ def main() -> None:
     ]
     if args.note:
         lines += [args.note, ""]
-    if not torch.cuda.is_available():
-        lines += ["**CUDA was not measured**: no GPU on this machine. Run the same command on a GPU machine to fill in the CUDA rows.", ""]
+    cuda_timed = any(d.type == "cuda" for d in devices)
+    if not cuda_timed:
+        lines += ["**CUDA was not measured** in this run. Run `benchmarks/ops.py --device cuda` on a GPU machine to fill in the CUDA rows.", ""]
     lines += [
         "Reference: torchvision.ops for boxes, NMS and RoI ops; torch.nn.functional for upsampling. "
-        "Ratio = ours / reference (below 1: ours is faster). Target: the ratio to stay at or below.",
+        "Ratio = median over the pairs of ours / reference (below 1: ours is faster); spread = min-max of the "
+        "per-pair ratios. Target: the ratio to stay at or below.",
         "",
-        "| op | size | device | mode | ours ms | reference ms | ratio | target | met? |",
-        "|---|---|---|---|---:|---:|---:|---:|---|",
+        "| op | size | device | mode | ours ms | reference ms | ratio | spread | target | met? |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
-    for op, size, dev, mode, t_ours, t_ref, ratio, target in rows:
+    for op, size, dev, mode, t_ours, t_ref, ratio, lo, hi, target in rows:
         met = "yes" if ratio <= target else "**no**"
-        lines.append(f"| {op} | {size} | {dev} | {mode} | {t_ours:.2f} | {t_ref:.2f} | {ratio:.2f} | {target:.1f}x | {met} |")
-    if not torch.cuda.is_available():
-        lines.append("| all ops | as above | CUDA | fwd, fwd+bwd | not measured | not measured | - | 1.5x (box_iou, batched_nms: 1.0x) | not measured |")
+        lines.append(f"| {op} | {size} | {dev} | {mode} | {t_ours:.2f} | {t_ref:.2f} | {ratio:.2f} | {lo:.2f}-{hi:.2f} | {target:.1f}x | {met} |")
+    if not cuda_timed:
+        lines.append("| all ops | as above | CUDA | fwd, fwd+bwd | not measured | not measured | - | - | 1.5x (box_iou, batched_nms: 1.0x) | not measured |")
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 

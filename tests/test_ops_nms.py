@@ -144,6 +144,30 @@ def test_batched_nms_is_per_class_nms(device, n):
     assert torch.equal(got, tvo.batched_nms(boxes, scores, idxs, 0.5))
 
 
+def _per_class_reference(boxes, scores, idxs, threshold):
+    """torchvision's NMS run class by class, merged by decreasing score (stable: input order on ties)."""
+    parts = [torch.nonzero(idxs == c)[:, 0] for c in idxs.unique()]
+    ref = torch.cat([p[tvo.nms(boxes[p], scores[p], threshold)] for p in parts])
+    ref = ref.sort().values  # input order, so that the stable sort below breaks ties by input position
+    return ref[torch.sort(scores[ref], descending=True, stable=True).indices]
+
+
+@pytest.mark.parametrize("group, block", [(1 << 18, 512), (64, 512), (1 << 18, 16)])
+def test_batched_nms_grouped_and_blocked_paths_agree(monkeypatch, group, block):
+    # Classes of very different sizes (1 to ~600 boxes), tied scores, integer and negative coordinates.
+    # group=64 puts nearly every class in a group of its own; block=16 sends the large classes down the
+    # blocked path (a class larger than one block), so both ways of solving classes are compared.
+    monkeypatch.setattr(nms_module, "_GROUP_CPU", group)
+    monkeypatch.setattr(nms_module, "_BLOCK_CPU", block)
+    g = torch.Generator().manual_seed(5)
+    boxes, _ = clustered_boxes(1200, objects=15, seed=11)
+    boxes[::3] = boxes[::3].round() - 200  # some integer, negative coordinates
+    scores = torch.randint(0, 40, (1200,), generator=g).float() / 40  # many ties
+    idxs = (torch.rand(1200, generator=g) ** 3 * 30).long() * 7 - 50  # skewed sizes, negative class ids
+    got = batched_nms(boxes, scores, idxs, 0.5)
+    assert torch.equal(got, _per_class_reference(boxes, scores, idxs, 0.5))
+
+
 def test_batched_nms_classes_do_not_interact():
     boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10], [0.5, 0, 10, 10]])
     scores = torch.tensor([0.9, 0.8, 0.7])

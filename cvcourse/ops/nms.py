@@ -1,6 +1,7 @@
 """Non-maximum suppression (lecture 8, object detection: R-CNN, IoU and NMS).
 
-Letters used in shapes: N = number of boxes, K = number of kept boxes, T = boxes in one block.
+Letters used in shapes: N = number of boxes, K = number of kept boxes, T = boxes in one block,
+G = classes in one group, m = boxes in the largest class of a group.
 
 Convention: boxes are ``(x1, y1, x2, y2)``; a box is suppressed by a *kept* box with a higher score
 when their IoU is strictly greater than ``iou_threshold`` (so a pair exactly at the threshold survives).
@@ -15,9 +16,10 @@ Three versions, all returning exactly what ``torchvision.ops.nms`` returns:
   Cluster-NMS, Zheng et al., 2020). Boxes are processed in blocks of T sorted boxes, so memory stays
   ``O(N * T)`` instead of ``O(N^2)``: each block is first checked against the boxes already kept, then the
   fixed point is solved inside the block for the survivors.
-- :func:`batched_nms` runs NMS independently per class in one blocked pass: boxes are ordered by class,
-  then by score, and only boxes of the same class may suppress each other, so a block only meets the
-  kept boxes of its own classes.
+- :func:`batched_nms` runs NMS independently per class. Each class gets its own IoU matrix; classes of
+  similar size are padded to a common size m and stacked, and one fixed point solves a whole stack.
+  When a class is larger than one block, boxes are ordered by class, then by score, and one blocked
+  pass lets only boxes of the same class suppress each other.
 
 Ties: boxes with equal scores are ranked by their position in the input (a stable descending sort),
 which is the order torchvision's CPU kernel uses.
@@ -37,6 +39,10 @@ __all__ = ["nms", "nms_naive", "batched_nms"]
 # 1k-20k clustered boxes; a GPU affords larger blocks (fewer, bigger kernels). Memory is O(T * N).
 _BLOCK_CPU = 512
 _BLOCK_GPU = 4096
+# Element bound of one group of per-class IoU matrices in batched_nms: on a CPU, 1 MB (float32) groups stay in
+# cache; a GPU wants few, large kernels.
+_GROUP_CPU = 1 << 18
+_GROUP_GPU = 1 << 26
 
 
 def _check_nms_args(boxes: Tensor, scores: Tensor, iou_threshold: float) -> None:
@@ -85,16 +91,20 @@ def _columns(boxes: Tensor) -> Tensor:
 
 def _iou_table(a: Tensor, b: Tensor) -> Tensor:
     """IoU of every pair, ``Tensor[N, M]``, from column tables ``a (Tensor[5, N])`` and ``b (Tensor[5, M])``.
+    Leading batch dimensions are allowed: ``(C, 5, N)`` and ``(C, 5, M)`` give ``(C, N, M)``.
 
     The arithmetic is torchvision's (``inter / (area_a + area_b - inter)``), so a pair at the threshold
     is decided the same way. Where the union is 0 (two empty boxes) the IoU is 0 here, not NaN:
     clamping the union at the smallest positive float changes nothing else, because a union is
     either 0 or at least that large.
     """
-    w = torch.minimum(a[2, :, None], b[2, None, :]).sub_(torch.maximum(a[0, :, None], b[0, None, :])).clamp_(min=0)
-    h = torch.minimum(a[3, :, None], b[3, None, :]).sub_(torch.maximum(a[1, :, None], b[1, None, :])).clamp_(min=0)
-    inter = w.mul_(h)  # (N, M)
-    union = (a[4, :, None] + b[4, None, :]).sub_(inter).clamp_(min=_tiny(a.dtype))
+    def pair(row: int, fn) -> Tensor:  # fn(row of a, row of b) for every pair: (..., N, M)
+        return fn(a[..., row, :, None], b[..., row, None, :])
+
+    w = pair(2, torch.minimum).sub_(pair(0, torch.maximum)).clamp_(min=0)
+    h = pair(3, torch.minimum).sub_(pair(1, torch.maximum)).clamp_(min=0)
+    inter = w.mul_(h)  # (..., N, M)
+    union = pair(4, torch.add).sub_(inter).clamp_(min=_tiny(a.dtype))
     return inter.div_(union)
 
 
@@ -106,18 +116,19 @@ def _solve_block(iou: Tensor, threshold: float) -> Tensor:
     """Solve ``keep[j] = not any_{i<j}(keep[i] and iou[i, j] > threshold)`` for one block.
 
     Args:
-        iou (Tensor[T, T]): IoU of score-sorted boxes, zeroed on and below the diagonal.
+        iou (Tensor[T, T] or Tensor[C, T, T]): IoU of score-sorted boxes, zeroed on and below the
+            diagonal; with a leading C, C independent blocks are solved at once.
         threshold (float): from :func:`_threshold`.
 
     Returns:
-        Tensor[T]: bool keep mask. Starting from "keep all", each round fixes at least the next box in a
+        Tensor[T] or Tensor[C, T]: bool keep mask. Starting from "keep all", each round fixes at least the next box in a
         suppression chain, and rounds stop as soon as nothing changes (usually after 2-4).
     """
     over = (iou > threshold).to(iou.dtype)  # (T, T) of 0/1
-    keep = torch.ones(iou.shape[0], dtype=iou.dtype, device=iou.device)
+    keep = torch.ones(iou.shape[:-1], dtype=iou.dtype, device=iou.device)
     while True:
-        # Number of kept boxes that would suppress each box; a matrix-vector product counts exactly.
-        new_keep = ((keep @ over) == 0).to(iou.dtype)  # (T,)
+        # Number of kept boxes that would suppress each box; a vector-matrix product counts exactly.
+        new_keep = ((keep.unsqueeze(-2) @ over).squeeze(-2) == 0).to(iou.dtype)  # (..., T)
         if torch.equal(new_keep, keep):
             return keep.bool()
         keep = new_keep
@@ -262,11 +273,17 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     """NMS run separately for each category: boxes with different ``idxs`` never suppress each other.
 
     Introduced in lecture 8 (NMS per class in a detector's post-processing). Mirrors
-    ``torchvision.ops.batched_nms``. All classes are handled in one blocked pass: a box may only be
-    suppressed by a kept box of its own class. The result is exactly the union of per-class
-    :func:`nms` results, in decreasing score order. (torchvision computes small inputs with the
-    coordinate-offset trick, shifting each class far apart; the shift rounds coordinates, so at the
-    threshold its answer can differ from per-class NMS by a box. This function never shifts.)
+    ``torchvision.ops.batched_nms``; the result is exactly the union of per-class :func:`nms` results, in
+    decreasing score order. How: when no class has more boxes than one NMS block (T), each class's boxes,
+    best first, fill one row of a padded table, so that the IoU matrices of a group of classes are one
+    ``(G, m, m)`` tensor and one fixed point solves the group (:func:`_nms_per_class`). Otherwise one
+    blocked pass over the boxes sorted by class does it, letting only boxes of one class suppress each
+    other (:func:`_nms_sorted` with labels).
+
+    torchvision computes small inputs with the coordinate-offset trick, shifting each class far apart
+    and running one NMS. The shift rounds coordinates (a float32 box near x = 500 loses its low bits when
+    moved by 80 x 1000), so at the threshold its answer can differ from per-class NMS by a box. This
+    function never shifts.
 
     Args:
         boxes (Tensor[N, 4]): float boxes in ``(x1, y1, x2, y2)`` format.
@@ -283,13 +300,65 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     if idxs.is_floating_point() or idxs.dtype == torch.bool or idxs.is_complex():
         raise TypeError(f"idxs must be an integer tensor of categories, got dtype {idxs.dtype}")
     check_same_device("boxes", boxes, "idxs", idxs)
-    if boxes.shape[0] == 0:
+    n = boxes.shape[0]
+    if n == 0:
         return torch.empty(0, dtype=torch.long, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,) best first
     by_class = torch.sort(idxs[order], stable=True).indices  # (N,) classes contiguous, best first in each
     perm = order[by_class]
-    b = _as_float(boxes)[perm]
-    kept = _nms_sorted(b, _threshold(iou_threshold, b.dtype), labels=idxs[perm])  # positions in perm
-    # Back to one ranking: by_class[kept] are positions in the score order, so sorting them ranks the kept
-    # boxes by decreasing score, with input order among equal scores.
+    b, labels = _as_float(boxes)[perm], idxs[perm]
+    threshold = _threshold(iou_threshold, b.dtype)
+    counts = torch.unique_consecutive(labels, return_counts=True)[1]  # (C,) boxes per class
+    cpu = boxes.device.type == "cpu"
+    block = _BLOCK_CPU if cpu else _BLOCK_GPU
+    if int(counts.max()) <= block:  # every class fits one block: solve classes, never mixing them
+        kept = _nms_per_class(b, counts, threshold, _GROUP_CPU if cpu else _GROUP_GPU)
+    else:
+        kept = _nms_sorted(b, threshold, labels=labels)
+    # kept are positions in perm. Back to one ranking: by_class[kept] are positions in the score order, so
+    # sorting them ranks the kept boxes by decreasing score, with input order among equal scores.
     return order[torch.sort(by_class[kept]).values]
+
+
+def _nms_per_class(boxes: Tensor, counts: Tensor, threshold: float, limit: int) -> Tensor:
+    """Exact NMS of every class, on boxes sorted by class and, within a class, by score.
+
+    Classes of similar size are grouped; a group of G classes, the largest with m boxes, becomes one
+    ``(G, m)`` table of boxes (each class's boxes best first, then padding), so its IoU matrices are one
+    ``(G, m, m)`` tensor of at most ``limit`` elements and one fixed point solves the whole group.
+
+    Args:
+        boxes (Tensor[N, 4]): float32/float64 boxes, class after class, best first in each class.
+        counts (Tensor[C]): number of boxes of each class, in that order.
+        threshold (float): from :func:`_threshold`.
+        limit (int): element bound for one group's ``(G, m, m)`` tensor.
+
+    Returns:
+        Tensor[K]: int64 positions (into ``boxes``) of the kept boxes, in no particular order.
+    """
+    n, dev = boxes.shape[0], boxes.device
+    cols = _columns(boxes)  # (5, N)
+    first = torch.cumsum(counts, 0) - counts  # (C,) position of each class's best box
+    kept = []
+    for group in _size_groups(counts.tolist(), limit):
+        g = torch.tensor(group, device=dev)
+        m = int(counts[g].max())
+        pos = first[g, None] + torch.arange(m, device=dev)  # (G, m) positions of each class's boxes
+        real = pos < (first[g] + counts[g])[:, None]  # (G, m): False on the padding at the end of a row
+        # Padding repeats a real box; it comes after the class's real boxes, so under triu it suppresses none.
+        table = cols[:, pos.clamp(max=n - 1)].transpose(0, 1)  # (5, G, m) -> (G, 5, m)
+        iou = _iou_table(table, table).triu_(diagonal=1)  # (G, m, m): only a better box of the class suppresses
+        keep = _solve_block(iou, threshold) & real  # (G, m)
+        kept.append(pos[keep])
+    return torch.cat(kept)
+
+
+def _size_groups(counts: list[int], limit: int) -> list[list[int]]:
+    """Classes sorted by size, grouped so that ``len(group) * max_count ** 2 <= limit`` (or one class)."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(counts)), key=counts.__getitem__):  # increasing size: the last one is the max
+        if groups and (len(groups[-1]) + 1) * counts[i] ** 2 <= limit:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
