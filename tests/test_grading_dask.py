@@ -35,6 +35,11 @@ pytestmark = pytest.mark.slow
 RELEASE = ASSIGNMENTS / "release" / "iou_nms"
 
 
+def _cpu() -> float:  # this process and its finished descendants (nbgrader, kernels, Dask workers)
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _cluster(**config):
     import dask  # noqa: PLC0415
 
@@ -55,8 +60,10 @@ def notebooks():
 def local(notebooks, tmp_path_factory):
     ensure_kernel()
     lines = []
+    cpu = _cpu()
     results, logs = grade_batch("iou_nms", notebooks, assignments_dir=ASSIGNMENTS, jobs=2,
                                 progress=lambda d, n, g: lines.append(format_progress(d, n, g)))
+    print(f"\nlocal pool, 2 workers: {_cpu() - cpu:.1f} CPU-s for {len(notebooks)} submissions")
     return results, dict(zip(sorted(notebooks), logs)), lines
 
 
@@ -65,6 +72,7 @@ def on_cluster(notebooks, tmp_path_factory):
     ensure_kernel()
     keep = tmp_path_factory.mktemp("dask_keep")
     lines, notes, killed = [], [], []
+    cpu = _cpu()
     with _cluster() as lc, distributed.Client(lc) as client:
         def kill_one_busy_worker():  # a worker that is grading (its nbgrader has started) dies
             deadline = time.monotonic() + 120
@@ -84,6 +92,7 @@ def on_cluster(notebooks, tmp_path_factory):
                                     progress=lambda d, n, g: lines.append(format_progress(d, n, g)),
                                     notify=notes.append)
         killer.join(5)
+    print(f"\nLocalCluster, 2 workers, one killed: {_cpu() - cpu:.1f} CPU-s for {len(notebooks)} submissions")
     return results, lines, notes, killed, keep
 
 
@@ -111,8 +120,7 @@ def test_release_copy_autogrades_without_warnings_and_edits_still_warn(local):
     logs = local[1]
     assert "WARNING" not in logs["untouched"], [ln for ln in logs["untouched"].splitlines() if "WARNING" in ln]
     assert "has changed!" not in logs["correct_vectorised"]
-    edited = [ln for ln in logs["edit_tests"].splitlines() if "has changed!" in ln]
-    assert edited and all("test_box_area" in ln or "test_nms" in ln for ln in edited), edited
+    assert "Attribute 'checksum' for cell test_box_area has changed!" in logs["edit_tests"]  # it emptied that cell
 
 
 def test_keep_is_one_course_with_one_merged_gradebook(on_cluster, notebooks):
@@ -140,7 +148,7 @@ def test_a_task_that_keeps_failing_is_reported_not_lost(notebooks, monkeypatch):
     assert len(done) == 1 and len(notes) == 1, (done, notes)
     flags = done[0].result.flags
     assert len(flags) == 1 and flags[0].startswith("not graded: 2 attempts failed"), flags
-    assert flags[0].count("KilledWorker") == 2, flags
+    assert flags[0].count("KilledWorker: ") >= 2, flags
     assert done[0].result.scores == {}
 
 

@@ -3,10 +3,11 @@
 nbgrader grades one notebook at a time, and a kernel that imports torch needs a few seconds to
 start, so a class takes minutes (nbgrader issue #174). :func:`grade_batch` generates the assignment
 once in a throw-away course folder, copies that folder (with its gradebook) once per worker, and
-hands each student to whichever worker is free: :func:`grade_student` runs one ``nbgrader autograde
---student`` in that worker's private copy, so workers never share a gradebook or a kernel runtime
-folder. With a Dask scheduler address the same :func:`grade_student` runs as one task per student
-on a cluster (:mod:`cvcourse.grading.cluster`). Scores are read back from the worker's gradebook;
+deals the students out round-robin: :func:`grade_share` runs one ``nbgrader autograde`` per worker in
+that worker's private copy, so workers never share a gradebook or a kernel runtime folder, and
+reports each student as nbgrader finishes it. With a Dask scheduler address,
+:func:`grade_student` (``nbgrader autograde --student``, the same config, sandbox and timeouts)
+runs as one task per student on a cluster (:mod:`cvcourse.grading.cluster`). Scores are read back from the worker's gradebook;
 error outputs written by :class:`cvcourse.grading.execute.GradingExecute` (a dead or hung kernel)
 and its report (links and other non-files the code left in its folder, outputs that quoted hidden
 tests) flag the student for a look, and so does the static report. ``keep``/``feedback`` gather
@@ -282,32 +283,129 @@ def grade_batch(assignment: str, notebooks: dict[str, dict[str, nbformat.Noteboo
     return results, [graded[s].log for s in students]
 
 
+def _finished(course: Path, assignment: str, student: str) -> bool:
+    """nbgrader is done with ``student``: its graded notebooks exist and were made read-only, nbgrader's
+    last step for a student (only nbgrader writes notebooks there: the execute step never copies one back)."""
+    nbs = list((course / "autograded" / student / assignment).glob("*.ipynb"))
+    return bool(nbs) and all(not os.lstat(p).st_mode & 0o222 for p in nbs)
+
+
+def _split_log(log: str, students: list[str]) -> dict[str, str]:
+    """nbgrader's output cut at its ``Creating/updating student with ID '<id>'`` lines (for reading only:
+    student code can write to this stream, so nothing is decided from it)."""
+    parts = {s: [] for s in students}
+    current = students[0] if students else None
+    for line in log.splitlines(keepends=True):
+        m = re.search(r"Creating/updating student with ID '(.+?)'", line)
+        if m and m.group(1) in parts:
+            current = m.group(1)
+        if current is not None:
+            parts[current].append(line)
+    return {s: "".join(lines) for s, lines in parts.items()}
+
+
+def grade_share(course: Path, assignment: str, notebooks: dict[str, dict[str, nbformat.NotebookNode]],
+                extra_args: list[str], env: dict[str, str], *, limit: float | None = SUBMISSION_TIMEOUT,
+                collect: bool = False, done: Callable[[Graded], None]) -> None:
+    """Autograde several students with ONE ``nbgrader autograde`` in the private course folder ``course``.
+
+    One process for the share saves an nbgrader start (with torch imported by ``nbgrader_config.py``:
+    about 10 CPU-s) per student. ``done`` is called for each student as soon as nbgrader has finished
+    with it (:func:`_finished`, polled). A student on which nbgrader spends more than ``limit``
+    seconds is killed with its kernel and reported as not graded, and nbgrader goes on with the rest.
+    """
+    for student, files in notebooks.items():
+        folder = course / "submitted" / student / assignment
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, nb in files.items():
+            nbformat.write(nb, folder / name)
+    pending = sorted(notebooks)
+
+    def finish(student: str, log: str, seconds: float, graded: Graded | None = None) -> None:
+        if graded is None:
+            result = _read_results(course, assignment, [student])[student]
+            result.seconds = seconds
+            graded = Graded(result, log, where=f"{socket.gethostname()} ({course.name})")
+            if collect:
+                from cvcourse.grading.gradebook import export_files, export_grades  # noqa: PLC0415
+
+                graded.files = export_files(course, assignment, student)
+                graded.grades = export_grades(course, assignment, student)
+        pending.remove(student)
+        done(graded)
+
+    first = True
+    while pending:
+        out = tempfile.TemporaryFile(mode="w+")
+        # no --force after a kill: nbgrader then skips the students it already has in autograded/
+        proc = subprocess.Popen(nbgrader_cmd() + ["autograde", assignment, *(["--force"] if first else []), *extra_args],
+                                cwd=course, stdout=out, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)
+        first = False
+        last = time.monotonic()
+        finished: dict[str, float] = {}
+        try:
+            while proc.poll() is None:
+                time.sleep(0.5)
+                for student in [s for s in pending if s not in finished and _finished(course, assignment, s)]:
+                    finished[student] = time.monotonic() - last
+                    last = time.monotonic()
+                    out.seek(0)
+                    finish(student, _split_log(out.read(), sorted(notebooks)).get(student, ""), finished[student])
+                if limit is not None and time.monotonic() - last > limit:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    started = [s for s in pending if (course / "autograded" / s / assignment).is_dir()] or pending[:1]
+                    out.seek(0)
+                    log = out.read()
+                    for student in started:
+                        finish(student, log, limit, not_graded(
+                            student, f"nbgrader autograde of {student} ran longer than {limit:g} s and was killed"))
+                        folder = course / "autograded" / student / assignment
+                        folder.mkdir(parents=True, exist_ok=True)  # so that the next run skips it
+                    break
+            else:
+                out.seek(0)
+                logs = _split_log(out.read(), sorted(notebooks))
+                for student in list(pending):  # whatever nbgrader did not finish visibly (it failed on them)
+                    finish(student, logs.get(student, ""), time.monotonic() - last)
+        except BaseException:  # Ctrl-C: its own session would outlive us otherwise
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            raise
+        finally:
+            out.close()
+
+
 def _grade_local(assignments_dir: Path, tmp: Path, assignment: str,
                  notebooks: dict[str, dict[str, nbformat.NotebookNode]], args: list[str], env: dict[str, str], *,
                  jobs: int | None, collect: bool, limit: float | None, done: Callable[[Graded], None]) -> None:
-    """The local pool: the assignment generated once, one course copy per worker, students handed to
-    whichever worker is free, one ``nbgrader autograde --student`` each."""
+    """The local pool: the assignment generated once, one course copy per worker, the students dealt out
+    round-robin, one ``nbgrader autograde`` per worker (:func:`grade_share`), all at the same time."""
     students = sorted(notebooks)
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(students) or 1))
     base = make_course(assignments_dir, tmp / "base", [assignment])
-    courses: queue.Queue[Path] = queue.Queue()
-    for i in range(jobs):
-        shutil.copytree(base, tmp / f"worker{i}")
-        courses.put(tmp / f"worker{i}")
+    finished: queue.Queue = queue.Queue()  # done() runs here, in the caller's thread, one at a time
+    shares = [students[i::jobs] for i in range(jobs)]
 
-    def one(student: str) -> Graded:
-        course = courses.get()
-        try:
-            return grade_student(course, assignment, student, notebooks[student], args, env, limit=limit,
-                                 collect=collect)
-        except GradingTimeout as err:
-            return not_graded(student, str(err))
-        finally:
-            courses.put(course)
+    def work(i: int, share: list[str]) -> None:
+        course = tmp / f"worker{i}"
+        shutil.copytree(base, course)
+        grade_share(course, assignment, {s: notebooks[s] for s in share}, args, env, limit=limit, collect=collect,
+                    done=finished.put)
 
     with ThreadPoolExecutor(jobs) as pool:
-        for future in as_completed([pool.submit(one, s) for s in students]):
-            done(future.result())
+        futures = [pool.submit(work, i, share) for i, share in enumerate(shares) if share]
+        for _ in students:
+            while True:
+                try:
+                    done(finished.get(timeout=1))
+                    break
+                except queue.Empty:
+                    failed = [f for f in futures if f.done() and f.exception() is not None]
+                    if failed:
+                        raise failed[0].exception()
 
 
 def _add_static_report(result: StudentResult, files: dict[str, nbformat.NotebookNode],
