@@ -161,10 +161,10 @@ def grade_on_cluster(scheduler, assignments_dir: Path, assignment: str,  # noqa:
         pending: dict = {}
 
         def submit(student: str, history: list[str], avoid: str | None = None) -> None:
-            workers = [w for w in client.scheduler_info()["workers"] if w != avoid] if avoid else None
+            workers = [w for w in client.scheduler_info()["workers"] if w != avoid] if avoid else []
+            where = {"workers": workers, "allow_other_workers": True} if workers else {}  # another one if there is
             future = client.submit(grade_task, bundle, assignment, student, texts[student], args, sandbox, collect,
-                                   limit, key=f"cvcourse-grade-{batch}-{student}-{len(history)}",
-                                   workers=workers or None, allow_other_workers=True, retries=0)
+                                   limit, key=f"cvcourse-grade-{batch}-{student}-{len(history)}", retries=0, **where)
             pending[future] = (student, history)
             return future
 
