@@ -7,11 +7,13 @@ README.md, "For instructors". Every setting below fixes an nbgrader default that
 import os
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
-from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, GetGrades, IgnorePattern, LimitOutput
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput, DeduplicateIds, GetGrades,
+                                   IgnorePattern, LimitOutput, OverwriteKernelspec)
 
 from cvcourse.grading.execute import GradingExecute, SaveScoresFromErrors
 from cvcourse.grading.collect import LMSCollector, LMSExtractor
 from cvcourse.grading.feedback import HideHiddenTests
+from cvcourse.grading.restore import RestoreLockedCells
 from cvcourse.grading.sandbox import configure
 
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
@@ -48,6 +50,10 @@ c.IgnorePattern.pattern = r"(Warning|warn\(|^\s*$|\[W\d+ |UserWarning|FutureWarn
 
 # --- Locked cells: a deleted or edited test cell is restored from the source and run -------------
 c.OverwriteCells.add_missing_cells = True
+# RestoreLockedCells: OverwriteCells that compares a cell with its released version (hidden tests removed), so an
+# untouched release copy logs no "Attribute 'checksum' ... has changed!" and a real edit of a locked cell stands out
+c.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreLockedCells,
+                                      CheckCellMetadata]
 c.LimitOutput.max_lines = 200
 c.LimitOutput.max_traceback = 40
 

@@ -474,7 +474,7 @@ def attacked(tmp_path_factory):
     with_attacks = autograde("iou_nms", submission_files("iou_nms", ATTACKS + VICTIMS), jobs=1, timeout=40, keep=keep)
     host_after = (HOST_FILE.read_text(), HOST_FILE.stat().st_mode & 0o777)
     without = autograde("iou_nms", submission_files("iou_nms", VICTIMS), jobs=1, timeout=40)
-    return with_attacks, without, keep / "worker0", host_after
+    return with_attacks, without, keep, host_after  # keep: one course folder, one gradebook
 
 
 @pytest.mark.slow

@@ -22,6 +22,11 @@ cells keep the release text. A whole notebook can be given instead: a submission
 Command line (turn a sample into the notebook a student would hand in, e.g. to open it in Jupyter)::
 
     python -m cvcourse.grading.submissions build ASSIGNMENT SAMPLE.py OUT.ipynb [--release DIR]
+
+and a whole folder of samples (``<name>.ipynb`` per sample, or with ``--submitted`` nbgrader's
+``submitted/<name>/<assignment>/`` layout, ready for ``nbgrader autograde``, :func:`write_samples`)::
+
+    python -m cvcourse.grading samples ASSIGNMENT tests/submissions/ASSIGNMENT OUT_DIR [--submitted]
 """
 
 from __future__ import annotations
@@ -160,6 +165,36 @@ def build_submission(release_dir: Path, submission: Path) -> dict[str, nbformat.
     if unknown:
         raise ValueError(f"submission {submission.name} names unknown notebooks {sorted(unknown)}")
     return out
+
+
+def write_samples(release_dir: Path, samples: Path, out: Path, assignment: str | None = None) -> list[Path]:
+    """Build every sample submission of a folder (or one file) into notebooks under ``out``.
+
+    Files starting with ``_`` or ``.`` are skipped. Without ``assignment``: ``out/<name>.ipynb``
+    (assignments with one notebook) or ``out/<name>/<notebook>``; with it, nbgrader's layout
+    ``out/<name>/<assignment>/<notebook>`` (``out`` is then a course's ``submitted/`` folder).
+
+    Raises:
+        FileNotFoundError: ``samples`` holds no ``.py`` or ``.ipynb`` sample.
+    """
+    samples = Path(samples)
+    files = [samples] if samples.is_file() else sorted(
+        p for p in samples.iterdir() if p.suffix in (".py", ".ipynb") and not p.name.startswith(("_", ".")))
+    if not files:
+        raise FileNotFoundError(f"no sample submissions (.py or .ipynb) in {samples}")
+    written = []
+    for path in files:
+        notebooks = build_submission(Path(release_dir), path)
+        if assignment is None and len(notebooks) == 1:
+            targets = {out / f"{path.stem}.ipynb": next(iter(notebooks.values()))}
+        else:
+            folder = out / path.stem / assignment if assignment else out / path.stem
+            targets = {folder / name: nb for name, nb in notebooks.items()}
+        for target, nb in targets.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, target)
+            written.append(target)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
