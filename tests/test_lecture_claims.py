@@ -332,3 +332,21 @@ def test_l08_selective_search_covers_the_shapes():
     props = [selective_search(ds[i][0], scale=100, min_size=20) for i in range(len(ds))]
     recall = proposal_recall(props, [ds[i][1]["boxes"] for i in range(len(ds))], [100], 0.5)
     assert recall[0] >= 0.9, recall
+
+
+def test_l08_frozen_feature_localiser_finds_the_class_and_the_box():
+    # lecture 8's localiser on its settings (held-out seed 1); about 15 CPU-s with one thread
+    from cvcourse.config import seed_everything
+    from cvcourse.detection.localiser import (Localiser, class_accuracy, feature_dataset, localisation_loss,
+                                              localiser_settings, mean_box_iou, single_object_data)
+    from cvcourse.train import fit
+
+    s = localiser_settings()
+    seed_everything(0)
+    loc = Localiser(4, s.image_size)
+    train = feature_dataset(loc, *single_object_data(s.n_train, 0, s))
+    test = feature_dataset(loc, *single_object_data(s.n_test, 1, s))
+    h = fit(loc.head, train, test, epochs=s.epochs, lr=s.lr, loss_fn=localisation_loss,
+            metrics={"acc": class_accuracy, "iou": mean_box_iou}, batch_size=s.batch_size, device="cpu", progress=False)
+    assert h["val_acc"][-1] >= 0.8, h["val_acc"]
+    assert h["val_iou"][-1] >= 0.6, h["val_iou"]
