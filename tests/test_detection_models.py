@@ -97,16 +97,20 @@ def test_label_proposals():
 
 
 def test_rcnn_detect_keeps_best_of_duplicates():
-    model = RCNN(num_classes=3, crop_size=16, width=4)
-    for p in model.parameters():
-        torch.nn.init.zeros_(p)
+    from cvcourse.models.efficientnet import EfficientNetLite
+
+    backbone = EfficientNetLite(stages=((1, 3, 1, 1, 8),), head_channels=8)
+    model = RCNN(num_classes=3, crop_size=16, context=1, backbone=backbone)  # 2 SVMs: no background SVM
+    assert model.svm_weight.shape == (8, 2)
     with torch.no_grad():
-        model.classifier.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))  # everything looks like class 2
+        model.svm_bias.copy_(torch.tensor([-5.0, 5.0]))  # everything looks like class 2, nothing like class 1
     props = torch.tensor([[2.0, 2, 20, 20], [3, 3, 21, 21], [30, 30, 40, 40]])
-    out = model.detect(torch.rand(3, 48, 48), props, score_thresh=0.5, nms_thresh=0.3)
+    out = model.detect(torch.rand(3, 48, 48), props, score_thresh=0.0, nms_thresh=0.3)
     # equal scores: NMS keeps the first of the overlapping pair, and the separate box; zero deltas keep boxes
     torch.testing.assert_close(out["boxes"], props[[0, 2]])
     assert out["labels"].tolist() == [2, 2]
+    with pytest.raises(ValueError, match="context"):
+        model.detect(torch.rand(3, 48, 48), props, context=5)
 
 
 # ---------------------------------------------------------------- small detectors

@@ -353,8 +353,47 @@ def test_l08_library_nms_and_box_iou_equal_the_lecture_loops():
 
 def test_l08_selective_search_covers_the_shapes():
     # lecture 8's setting: test images of seed 1, scale 100 and min_size 20; recall at IoU 0.5 with all proposals
-    S = pick(full=128, fast=64)
-    ds = ShapesDetection(pick(full=200, fast=24), image_size=S, seed=1, background=pick(full="texture", fast="plain"))
+    ds = ShapesDetection(pick(full=200, fast=24), image_size=64, seed=1, background="plain")  # same data in both modes
     props = [selective_search(ds[i][0], scale=100, min_size=20) for i in range(len(ds))]
     recall = proposal_recall(props, [ds[i][1]["boxes"] for i in range(len(ds))], [100], 0.5)
     assert recall[0] >= 0.9, recall
+
+
+def test_l08_frozen_feature_localiser_finds_the_class_and_the_box():
+    # lecture 8's localiser on its settings (held-out seed 1); about 15 CPU-s with one thread
+    from cvcourse.config import seed_everything
+    from cvcourse.detection.localiser import (Localiser, class_accuracy, feature_dataset, localisation_loss,
+                                              localiser_settings, mean_box_iou, single_object_data)
+    from cvcourse.train import fit
+
+    s = localiser_settings()
+    seed_everything(0)
+    loc = Localiser(4, s.image_size)
+    train = feature_dataset(loc, *single_object_data(s.n_train, 0, s))
+    test = feature_dataset(loc, *single_object_data(s.n_test, 1, s))
+    h = fit(loc.head, train, test, epochs=s.epochs, lr=s.lr, loss_fn=localisation_loss,
+            metrics={"acc": class_accuracy, "iou": mean_box_iou}, batch_size=s.batch_size, device="cpu", progress=False)
+    assert h["val_acc"][-1] >= 0.8, h["val_acc"]
+    assert h["val_iou"][-1] >= 0.6, h["val_iou"]
+
+
+def test_l08_rcnn_svms_without_background_svm_detect_held_out_shapes():
+    # lecture 8's R-CNN on the notebook's fast settings (48 train / 24 held-out images, seeds 0 / 1); about 25 CPU-s
+    from cvcourse.detection.rcnn import RCNN, regression_targets, svm_targets
+
+    train, test = (ShapesDetection(n, image_size=64, seed=s, background="plain") for n, s in ((48, 0), (24, 1)))
+    rcnn = RCNN(num_classes=5, crop_size=64, context=4)
+    assert rcnn.svm_weight.shape[1] == 4  # one SVM per object class, none for the background
+    feats, svm_y, reg_labels, reg_deltas = [], [], [], []
+    for i in range(len(train)):
+        image, target = train[i]
+        regions = torch.cat([target["boxes"], selective_search(image, scale=100, min_size=20)])
+        feats.append(rcnn.region_features(image, regions))
+        svm_y.append(svm_targets(regions, target["boxes"], target["labels"], 4))
+        lab, d = regression_targets(regions, target["boxes"], target["labels"], min_iou=0.6)
+        reg_labels.append(lab); reg_deltas.append(d)
+    rcnn.fit_svms(torch.cat(feats), torch.cat(svm_y), steps=150, mining_rounds=2)
+    rcnn.fit_box_regressors(torch.cat(feats), torch.cat(reg_labels), torch.cat(reg_deltas), ridge=100.0)
+    preds = [rcnn.detect(test[i][0], selective_search(test[i][0], scale=100, min_size=20)) for i in range(len(test))]
+    result = mean_average_precision(preds, [test[i][1] for i in range(len(test))], iou_threshold=0.5)
+    assert result["map"] >= 0.7, result["ap"]

@@ -2,7 +2,8 @@
 
 - :mod:`~cvcourse.detection.box_coder`        box deltas: encode/decode, the R-CNN parametrisation
 - :mod:`~cvcourse.detection.selective_search` region proposals by hierarchical grouping (R-CNN)
-- :mod:`~cvcourse.detection.rcnn`             warped crops with context, a small R-CNN
+- :mod:`~cvcourse.detection.localiser`        one object: class + box heads on a frozen CNN
+- :mod:`~cvcourse.detection.rcnn`             R-CNN: warped crops, frozen CNN, per-class SVMs and box regressors
 - :mod:`~cvcourse.detection.metrics`          precision–recall, AP, mAP (VOC) and mAP@[.5:.95]
 - :mod:`~cvcourse.detection.anchors`          anchor boxes (Faster R-CNN)
 - :mod:`~cvcourse.detection.rpn`              Region Proposal Network: head, matching, loss, proposals
@@ -41,6 +42,7 @@ from cvcourse.detection.metrics import (
     proposal_recall,
 )
 from cvcourse.detection.plots import add_class_legend
+from cvcourse.detection.localiser import Localiser, class_accuracy, localisation_loss, mean_box_iou
 from cvcourse.detection.pretrained import (
     SmallFasterRCNNWeights,
     SmallFastRCNNWeights,
@@ -49,7 +51,8 @@ from cvcourse.detection.pretrained import (
     small_faster_rcnn,
     small_mask_rcnn,
 )
-from cvcourse.detection.rcnn import RCNN, add_context, label_proposals, warp_regions
+from cvcourse.detection.rcnn import (RCNN, add_context, fit_box_regressors, hinge_loss, label_proposals, regression_targets,
+                                     svm_targets, train_linear_svms, warp_regions)
 from cvcourse.detection.roi_heads import (
     FastRCNNHead,
     RoIHeads,
@@ -67,7 +70,9 @@ __all__ = [
     "MaskHead", "SmallMaskRCNN", "instance_mask_iou", "mask_iou", "mask_rcnn_loss", "paste_masks_in_image",
     "project_masks_on_boxes", "SmallMaskRCNNWeights", "small_mask_rcnn",
     "average_precision", "coco_map", "match_detections", "mean_average_precision", "precision_recall", "proposal_recall",
-    "add_class_legend", "RCNN", "add_context", "label_proposals", "warp_regions",
+    "add_class_legend", "RCNN", "add_context", "label_proposals", "warp_regions", "svm_targets", "hinge_loss",
+    "train_linear_svms", "regression_targets", "fit_box_regressors",
+    "Localiser", "localisation_loss", "class_accuracy", "mean_box_iou",
     "FastRCNNHead", "RoIHeads", "fast_rcnn_loss", "postprocess_detections", "select_training_samples",
     "RegionProposalNetwork", "RPNHead", "filter_proposals", "match_boxes", "rpn_loss", "sample_balanced",
     "hierarchical_grouping", "selective_search",
