@@ -48,7 +48,7 @@ pytestmark = pytest.mark.slow
 WIDGET_LECTURES = sorted(p.name for p in (ROOT / "lectures").glob("*.ipynb")
                          if re.search(r"cvcourse\.widgets|ipywidgets", p.read_text()))
 ASSIGNMENT = "iou_nms"
-RUN_TIMEOUT_S = 420  # one notebook's "run all" in fast mode on a loaded 2-core machine
+RUN_TIMEOUT_S = int(os.environ.get("CVCOURSE_BROWSER_RUN_TIMEOUT", "600"))  # one "run all", fast mode, loaded 2-core machine
 REDRAW_TIMEOUT_S = 60
 MAX_LAYERS = 8  # drop-down values tried per widget beyond lecture 2 (lecture 6's EfficientNet offers dozens)
 WIDGET_REPR = re.compile(r"\b(VBox|HBox|interactive|IntSlider|FloatSlider|Dropdown|Image|Output)\(")
@@ -277,12 +277,14 @@ def test_lecture_widgets_in_browser(page, lab, name):
 def test_released_assignment_as_student(page, lab):
     """Type the published solution into the released notebook, run its visible tests, save, check the file."""
     solution = json.loads((ROOT / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").read_text())
-    sol_by_id = {c["metadata"]["nbgrader"]["grade_id"]: "".join(c["source"]) for c in solution["cells"]
-                 if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
     path = f"assignment/{ASSIGNMENT}.ipynb"
     release = json.loads((lab["root"] / path).read_text())
     ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in release["cells"]]
-    assert set(sol_by_id) <= set(ids), "solution cells missing from the release"
+    assert len(solution["cells"]) == len(release["cells"]), "solutions/ and release/ are out of step"
+    # solutions/ carries no nbgrader metadata: its cells are the release's, in the same order
+    sol_by_id = {ids[i]: "".join(solution["cells"][i]["source"]) for i, c in enumerate(release["cells"])
+                 if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    assert sol_by_id and all("NotImplementedError" not in t for t in sol_by_id.values())
     panel = open_and_run(page, path)
     cells = panel.locator(".jp-Cell")
     for gid, text in sol_by_id.items():
