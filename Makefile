@@ -4,11 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.cvcourse-installed
 
-.PHONY: lab test setup sandbox site site-deps bench generate grade instructor-ui student-ui clean-venv
+.PHONY: lab test setup sandbox chromium site site-deps bench generate grade instructor-ui student-ui clean-venv
 
 # The grading kernel goes into a private folder of the venv (share/cvcourse/kernels) that only nbgrader's
 # configuration looks in, so students' JupyterLab never lists it; older set-ups put it where Jupyter lists it.
-setup: $(STAMP) sandbox $(VENV)/.cvcourse-ui
+setup: $(STAMP) sandbox chromium $(VENV)/.cvcourse-ui
 	@rm -rf $(VENV)/share/jupyter/kernels/cvcourse-sandbox
 	@echo "Grading sandbox kernel (for nbgrader only, hidden from JupyterLab): $$($(PY) -m cvcourse.grading install-kernel --sys-prefix)"
 
@@ -26,6 +26,13 @@ sandbox:
 	  echo "Installing bubblewrap (grading sandbox)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap; }
+
+# Chromium for the browser test (tests/test_browser.py drives it with Playwright; no browser download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Chromium (browser test)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium; }
 
 # Students do not need nbgrader's authoring and grading UI ("Create Assignment", Formgrader, Courses): off by
 # default, once per venv. Instructors: `make instructor-ui` (and `make student-ui` to hide it again).

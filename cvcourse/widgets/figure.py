@@ -8,10 +8,16 @@ until the cell timeout (nbclient issue #312): lecture 1 stalled for the whole ti
 although the kernel was idle. Here the figure is rendered to PNG bytes and set as the ``value`` of an ``Image``
 widget: no ``Output`` widget, so the executor has nothing to mimic, and the widget state (PNG included) is what
 a static export embeds.
+
+Static fallback: the box a :func:`plot_widget` returns displays, next to the widget view, its current figure as
+``image/png`` in the same output. JupyterLab, which ranks the widget view higher, shows the live widget; a static
+export without saved widget state (``jupyter nbconvert --to html``, whose filter skips a widget view whose state is
+not in the notebook; a course site) shows the figure the notebook drew instead of an empty cell.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import traceback
 from collections.abc import Callable, Mapping
@@ -48,7 +54,8 @@ def plot_widget(draw: Callable[..., Figure], controls: Mapping[str, widgets.Valu
         layout: the container (``VBox`` by default).
 
     Returns:
-        The container; ``.controls`` holds ``controls`` and ``.image`` the ``Image`` widget.
+        The container; ``.controls`` holds ``controls`` and ``.image`` the ``Image`` widget. Displayed, it also
+        outputs the current figure as ``image/png``: the static fallback of the module docstring.
     """
     if not controls:
         raise ValueError("plot_widget needs at least one control")
@@ -71,4 +78,13 @@ def plot_widget(draw: Callable[..., Figure], controls: Mapping[str, widgets.Valu
         c.observe(redraw_or_report, names="value")
     box = layout([*controls.values(), error, image])
     box.controls, box.image = dict(controls), image
+    widget_bundle = box._repr_mimebundle_
+
+    def bundle_with_png(**kwargs: object) -> dict:
+        data = widget_bundle(**kwargs)
+        if data is not None:  # None: the widget was closed
+            data["image/png"] = base64.b64encode(image.value).decode("ascii")
+        return data
+
+    box._repr_mimebundle_ = bundle_with_png  # per instance: IPython's display() looks the method up on the object
     return box
