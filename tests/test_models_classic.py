@@ -308,6 +308,6 @@ def test_alexnet_init_follows_the_paper():
     layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     w = torch.cat([m.weight.flatten() for m in layers])
     assert abs(w.std().item() - 0.01) < 5e-4 and abs(w.mean().item()) < 5e-4
-    assert [float(m.bias.unique()) for m in layers] == [0.0, 1.0, 1.0, 1.0, 0.0]
+    assert [float(m.bias.detach().unique()) for m in layers] == [0.0, 1.0, 1.0, 1.0, 0.0]
     with pytest.raises(ValueError, match="no Conv2d"):
         alexnet_init_(nn.ReLU())
