@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from cvcourse._checks import check_boxes, check_shape
 from cvcourse.detection.faster_rcnn import SmallFasterRCNN, _as_batch
-from cvcourse.detection.roi_heads import fast_rcnn_loss
-from cvcourse.ops import box_iou, roi_align, roi_pool
+from cvcourse.detection.roi_heads import check_pooler, fast_rcnn_loss, pool_regions
+from cvcourse.ops import box_iou, roi_align
 
 MASK_THRESHOLD = 0.5  #: probability above which a pasted mask pixel belongs to the object
 
@@ -50,8 +50,7 @@ class MaskHead(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, roi_size: int = 14, convs: int = 3, width: int = 64,
                  pooler: str = "align"):
         super().__init__()
-        if pooler not in ("align", "pool"):
-            raise ValueError(f"pooler must be 'align' or 'pool', got {pooler!r}")
+        check_pooler(pooler)
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background too, so it must be at least 2, got {num_classes}")
         self.roi_size, self.pooler, self.num_classes = roi_size, pooler, num_classes
@@ -64,10 +63,7 @@ class MaskHead(nn.Module):
 
     def pool(self, features: Tensor, boxes: list[Tensor], spatial_scale: float) -> Tensor:
         """Tensor[B, C, h, w] and B Tensor[P_b, 4] (image pixels) -> Tensor[P, C, R, R]."""
-        size = (self.roi_size, self.roi_size)
-        if self.pooler == "pool":
-            return roi_pool(features, boxes, size, spatial_scale)
-        return roi_align(features, boxes, size, spatial_scale, sampling_ratio=2, aligned=True)
+        return pool_regions(features, boxes, self.roi_size, spatial_scale, self.pooler)
 
     def forward(self, features: Tensor, boxes: list[Tensor], spatial_scale: float) -> Tensor:
         """Returns: mask logits Tensor[P, K, 2R, 2R] (one mask per class for every box)."""

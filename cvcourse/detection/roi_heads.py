@@ -26,6 +26,35 @@ from cvcourse.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small
 from cvcourse.detection.rpn import BACKGROUND, BACKGROUND_LABEL, IGNORE, IGNORE_LABEL, match_boxes, sample_balanced
 
 
+POOLERS = ("align", "pool")
+
+
+def check_pooler(pooler: str) -> str:
+    """Validate a RoI head's ``pooler`` argument (``"align"`` or ``"pool"``) and return it."""
+    if pooler not in POOLERS:
+        raise ValueError(f"pooler must be 'align' or 'pool', got {pooler!r}")
+    return pooler
+
+
+def pool_regions(features: Tensor, boxes: list[Tensor], roi_size: int, spatial_scale: float, pooler: str) -> Tensor:
+    """Cut every box out of the feature map as a ``roi_size x roi_size`` grid, the one RoI cut of the R-CNN heads.
+
+    ``pooler="pool"`` is Fast R-CNN's RoI max pooling (quantised); ``"align"`` is Mask R-CNN's RoI Align
+    (bilinear sampling, ``sampling_ratio=2``, ``aligned=True``).
+
+    Args:
+        features (Tensor[B, C, h, w]); boxes (list of B Tensor[P_b, 4] in image pixels);
+        spatial_scale (float): feature-map size / image size (1 / stride).
+
+    Returns:
+        Tensor[R, C, S, S] with ``R = sum(P_b)``.
+    """
+    size = (roi_size, roi_size)
+    if pooler == "pool":
+        return roi_pool(features, boxes, size, spatial_scale)
+    return roi_align(features, boxes, size, spatial_scale, sampling_ratio=2, aligned=True)
+
+
 class FastRCNNHead(nn.Module):
     """RoI pool/align -> flatten -> FC -> FC -> (class logits, per-class box deltas).
 
@@ -42,8 +71,7 @@ class FastRCNNHead(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, roi_size: int = 7, hidden: int = 256, pooler: str = "align"):
         super().__init__()
-        if pooler not in ("align", "pool"):
-            raise ValueError(f"pooler must be 'align' or 'pool', got {pooler!r}")
+        check_pooler(pooler)
         if num_classes < 2:
             raise ValueError(f"num_classes counts the background too, so it must be at least 2, got {num_classes}")
         self.roi_size, self.pooler, self.num_classes = roi_size, pooler, num_classes
@@ -62,10 +90,7 @@ class FastRCNNHead(nn.Module):
         Returns:
             Tensor[R, C, S, S] with ``R = sum(P_b)``.
         """
-        size = (self.roi_size, self.roi_size)
-        if self.pooler == "pool":
-            return roi_pool(features, proposals, size, spatial_scale)
-        return roi_align(features, proposals, size, spatial_scale, sampling_ratio=2, aligned=True)
+        return pool_regions(features, proposals, self.roi_size, spatial_scale, self.pooler)
 
     def forward(self, features: Tensor, proposals: list[Tensor], spatial_scale: float) -> tuple[Tensor, Tensor]:
         """Returns: class_logits (Tensor[R, K]) and box_deltas (Tensor[R, 4K])."""
