@@ -103,7 +103,7 @@ def test_frequency_gate_is_hard_and_passes_gradients():
     assert gate.fc.bias.grad is not None and gate.fc.bias.grad.abs().sum() > 0  # straight-through gradient
     gate.eval()
     _, g_eval = gate(x)
-    assert torch.equal(g_eval, torch.ones(4, 6))  # initialised open: "on" logit 2 > "off" logit 0
+    assert torch.equal(g_eval, torch.ones(4, 6))  # initialised open: "on" logit 1 > "off" logit 0
 
 
 def test_dct_net_and_spatial_net_shapes_and_selection():
