@@ -256,9 +256,6 @@ def exercise_widgets(page, panel, stem: str) -> int:
     return moved
 
 
-@pytest.mark.skipif(not os.environ.get("CVCOURSE_BROWSER_LECTURES"),
-                    reason="set CVCOURSE_BROWSER_LECTURES=1: not yet green (lecture 2's channel slider after a layer "
-                           "change did not redraw in the last run) and it re-runs every widget lecture")
 @pytest.mark.parametrize("name", WIDGET_LECTURES)
 def test_lecture_widgets_in_browser(page, lab, name):
     path = f"lectures/{name}"
