@@ -40,7 +40,7 @@ def plot_receptive_field(num_layers: int = 2, kernel_size: int = 3, stride: int 
 
 def receptive_field_widget() -> widgets.Widget:
     """Sliders for number of layers, kernel size, stride and dilation driving :func:`plot_receptive_field`."""
-    return plot_widget(lambda **_ignored: plot_receptive_field(), {  # SCRATCH: ignores its sliders
+    return plot_widget(plot_receptive_field, {
         "num_layers": widgets.IntSlider(2, 1, 5, description="layers"),
         "kernel_size": widgets.IntSlider(3, 1, 7, description="kernel"),
         "stride": widgets.IntSlider(1, 1, 3, description="stride"),
