@@ -5,7 +5,9 @@ Convention: boxes are ``(x1, y1, x2, y2)`` in pixels, the top-left and the botto
 of :func:`iou_widget` set these four numbers of each box.
 
 :func:`intersection_box` and :func:`nms_keep` are the tested logic; :func:`iou_widget` and
-:func:`nms_widget` wire sliders to plots (``ipywidgets.interact``; they render once when run headless).
+:func:`nms_widget` wire sliders to plots with :func:`cvcourse.widgets.figure.plot_widget` (an ``Image`` widget,
+not ``interact``'s ``Output``). Like ``interact``, which lecture 8 used first, they display the widget themselves
+(lecture 8 ends their lines with ``;``) and return it.
 """
 
 from __future__ import annotations
@@ -68,46 +70,79 @@ def _slider_style() -> dict:
     return {"description_width": "initial"}
 
 
+def _show(box):
+    from IPython.display import display  # noqa: PLC0415
+
+    display(box)
+    return box
+
+
+def plot_iou_figure(a: Tensor, b: Tensor, size: int = 100):
+    """:func:`plot_iou` on a new 4x4 figure; returns the Figure."""
+    fig, ax = plt.subplots(figsize=(4, 4))
+    plot_iou(a, b, size, ax=ax)
+    return fig
+
+
 def iou_widget(size: int = 100):
     """Two boxes on sliders, each given by its corners ``(x1, y1, x2, y2)`` as everywhere in the course, and their
-    IoU (lecture 8). A corner dragged past the other one is swapped with it, so the box stays valid."""
-    from ipywidgets import IntSlider, interact
+    IoU (lecture 8). A corner dragged past the other one is swapped with it, so the box stays valid.
+
+    Displays the widget and returns it (``.controls`` named ``a_x1 ... b_y2``, ``.image`` the figure).
+    """
+    import ipywidgets as widgets  # noqa: PLC0415
+
+    from cvcourse.widgets.figure import plot_widget  # noqa: PLC0415
+
+    if not isinstance(size, int) or size < 2:
+        raise ValueError(f"size must be an integer of at least 2 (pixels), got {size!r}")
 
     def s(box: str, coord: str, v: int):
-        return IntSlider(value=v, min=0, max=size, step=1, continuous_update=False,
-                         description=f"box {box}: {coord}", style=_slider_style())
+        return widgets.IntSlider(value=v, min=0, max=size, step=1, continuous_update=False,
+                                 description=f"box {box}: {coord}", style=_slider_style())
 
     def corners(x1, y1, x2, y2) -> Tensor:
         return torch.tensor([min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2)], dtype=torch.float32)
 
-    def show(a_x1, a_y1, a_x2, a_y2, b_x1, b_y1, b_x2, b_y2):
-        plot_iou(corners(a_x1, a_y1, a_x2, a_y2), corners(b_x1, b_y1, b_x2, b_y2), size)
-        plt.show()
+    def draw(a_x1, a_y1, a_x2, a_y2, b_x1, b_y1, b_x2, b_y2):
+        return plot_iou_figure(corners(a_x1, a_y1, a_x2, a_y2), corners(b_x1, b_y1, b_x2, b_y2), size)
 
-    return interact(show, a_x1=s("A", "x1", 10), a_y1=s("A", "y1", 10), a_x2=s("A", "x2", 50), a_y2=s("A", "y2", 50),
-                    b_x1=s("B", "x1", 30), b_y1=s("B", "y1", 25), b_x2=s("B", "x2", 70), b_y2=s("B", "y2", 75))
+    f = size / 100
+    controls = {"a_x1": s("A", "x1", round(10 * f)), "a_y1": s("A", "y1", round(10 * f)),
+                "a_x2": s("A", "x2", round(50 * f)), "a_y2": s("A", "y2", round(50 * f)),
+                "b_x1": s("B", "x1", round(30 * f)), "b_y1": s("B", "y1", round(25 * f)),
+                "b_x2": s("B", "x2", round(70 * f)), "b_y2": s("B", "y2", round(75 * f))}
+    return _show(plot_widget(draw, controls))
+
+
+def plot_nms(image, boxes: Tensor, scores: Tensor, labels: Tensor | None = None, class_names=None,
+             iou_threshold: float = 0.5, score_threshold: float = 0.05):
+    """Raw detections on the left, what :func:`nms_keep` keeps on the right; returns the Figure."""
+    from cvcourse.viz import show_detections  # noqa: PLC0415
+
+    keep = nms_keep(boxes, scores, labels, iou_threshold, score_threshold)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    show_detections(image, boxes, labels, None, class_names, ax=axes[0])
+    axes[0].set_title(f"before NMS: {len(boxes)} boxes")
+    lab = labels[keep] if labels is not None else None
+    show_detections(image, boxes[keep], lab, scores[keep], class_names, ax=axes[1])
+    axes[1].set_title(f"after NMS (IoU {iou_threshold:.2f}, score > {score_threshold:.2f}): {len(keep)} boxes",
+                      fontsize=9)
+    return fig
 
 
 def nms_widget(image, boxes: Tensor, scores: Tensor, labels: Tensor | None = None, class_names=None):
-    """Raw detections on the left, what NMS keeps on the right, with IoU and score threshold sliders (lecture 8)."""
-    from ipywidgets import FloatSlider, interact
+    """:func:`plot_nms` with IoU and score threshold sliders (lecture 8). Displays the widget and returns it."""
+    import ipywidgets as widgets  # noqa: PLC0415
 
-    from cvcourse.viz import show_detections
+    from cvcourse.widgets.figure import plot_widget  # noqa: PLC0415
 
-    def show(iou_threshold=0.5, score_threshold=0.05):
-        keep = nms_keep(boxes, scores, labels, iou_threshold, score_threshold)
-        fig, axes = plt.subplots(1, 2, figsize=(8, 4))
-        show_detections(image, boxes, labels, None, class_names, ax=axes[0])
-        axes[0].set_title(f"before NMS: {len(boxes)} boxes")
-        lab = labels[keep] if labels is not None else None
-        show_detections(image, boxes[keep], lab, scores[keep], class_names, ax=axes[1])
-        axes[1].set_title(f"after NMS: {len(keep)} boxes")
-        plt.show()
-
-    return interact(
-        show,
-        iou_threshold=FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, continuous_update=False,
-                                  description="IoU threshold", style=_slider_style()),
-        score_threshold=FloatSlider(value=0.05, min=0.0, max=0.95, step=0.05, continuous_update=False,
-                                    description="score threshold", style=_slider_style()),
-    )
+    check_boxes(boxes)
+    check_shape(scores, "scores", (boxes.shape[0],), hint="(one score per box)")
+    controls = {
+        "iou_threshold": widgets.FloatSlider(value=0.5, min=0.05, max=1.0, step=0.05, continuous_update=False,
+                                             description="IoU threshold", style=_slider_style()),
+        "score_threshold": widgets.FloatSlider(value=0.05, min=0.0, max=0.95, step=0.05, continuous_update=False,
+                                               description="score threshold", style=_slider_style()),
+    }
+    return _show(plot_widget(lambda **t: plot_nms(image, boxes, scores, labels, class_names, **t), controls))

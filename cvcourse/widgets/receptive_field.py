@@ -106,7 +106,13 @@ def plot_feature_map(model: nn.Module, image: Tensor, layer: str, channel: int =
 
 
 def feature_map_widget(model: nn.Module, image: Tensor) -> widgets.Widget:
-    """A layer drop-down (the layers of :func:`feature_map_layers`) and a channel slider sized to that layer."""
+    """A layer drop-down (the layers of :func:`feature_map_layers`) and a channel slider sized to that layer.
+
+    When the layer changes, the slider's range changes and its view in the browser is drawn afresh: the slider of
+    ipywidgets 8 (noUiSlider) moves its range for the mouse but its Home/End keys keep the range the view was
+    created with, so End on a wider layer stopped at the old maximum and nothing redrew (issue 10). The slider
+    sits alone in an ``HBox``, so re-adding it rebuilds only its own view.
+    """
     channels = feature_map_layers(model, image)
     if not channels:
         raise ValueError(f"{type(model).__name__} has no layer of {[t.__name__ for t in MAP_LAYERS]} "
@@ -114,11 +120,17 @@ def feature_map_widget(model: nn.Module, image: Tensor) -> widgets.Widget:
     names = list(channels)
     layer = widgets.Dropdown(options=names, value=names[0], description="layer")
     channel = widgets.IntSlider(0, 0, channels[names[0]] - 1, description="channel")
+    holder = widgets.HBox([channel])
 
     def resize(change: dict) -> None:  # registered before the redraw, so the slider fits the new layer first
-        channel.value = min(channel.value, channels[change["new"]] - 1)
-        channel.max = channels[change["new"]] - 1
+        top = channels[change["new"]] - 1
+        channel.value = min(channel.value, top)
+        if channel.max != top:
+            channel.max = top
+            holder.children = ()  # a fresh view: its keys then know the new range
+            holder.children = (channel,)
 
     layer.observe(resize, names="value")
     return plot_widget(lambda layer, channel: plot_feature_map(model, image, layer, channel),
-                       {"layer": layer, "channel": channel})
+                       {"layer": layer, "channel": channel},
+                       layout=lambda kids: widgets.VBox([kids[0], holder, *kids[2:]]))
