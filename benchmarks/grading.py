@@ -4,8 +4,7 @@
     OMP_NUM_THREADS=1 CVCOURSE_FAST=1 .venv/bin/python benchmarks/grading.py --copies 1 # 2 per assignment
 
 Each assignment (``iou_nms``; ``unpool_unet``, whose notebook trains a U-Net at grading) is graded from
-``--copies`` copies of two sample submissions (a correct one and one with a bug that still runs every
-cell: ``SAMPLES``), as the students ``s<k>_<sample>``, twice:
+``--copies`` copies of two sample submissions that run every cell (``SAMPLES``), as the students ``s<k>_<sample>``, twice:
 
 * **local**: ``grade_batch(jobs=2)``, the local process pool (the assignment generated once, one
   ``nbgrader autograde`` per worker for its share of the students);
@@ -50,8 +49,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-#: Per assignment: a correct sample and a buggy one that still executes (and trains) every cell.
-SAMPLES = {"iou_nms": ["correct_vectorised", "bug_nms_ge"], "unpool_unet": ["correct_vectorised", "convt_no_bias"]}
+#: Per assignment, two samples that run every cell: for iou_nms a correct one and one with a bug; for
+#: unpool_unet the two correct ones (vectorised; loops and a BatchNorm U-Net), since a buggy sample's
+#: U-Net is a stub that never trains and would make the grading look cheaper than a real class's.
+SAMPLES = {"iou_nms": ["correct_vectorised", "bug_nms_ge"], "unpool_unet": ["correct_vectorised", "correct_loops"]}
 BEGIN, END = "<!-- grading benchmark: begin -->", "<!-- grading benchmark: end -->"
 
 
