@@ -20,8 +20,8 @@ grading worker is one process at a time, CPU-s per submission is core-seconds pe
   nbgrader, the sandbox kernels), which includes generating the assignment once and one nbgrader start
   per worker. Two fixed costs are also measured on their own, in a course generated for that
   purpose: ``generate`` (``nbgrader generate_assignment``) and ``nbgrader start`` (``nbgrader
-  autograde ASSIGNMENT --student=nobody``, which imports torch through ``nbgrader_config.py`` and
-  grades no one);
+  autograde ASSIGNMENT --student=nobody``, which imports torch through ``nbgrader_config.py``, finds
+  no notebook and exits);
 * dask: this process (client and scheduler) plus every worker process (``os.times()`` read on each
   worker through ``client.run`` before and after), separately for starting the cluster, for
   generating the assignment on each worker (done up front, by :func:`cvcourse.grading.cluster._base_course`,
@@ -103,7 +103,7 @@ def measure_local(assignment: str, notebooks: dict, assignments: Path) -> dict:
         with Phase() as start:
             proc = subprocess.run(nbgrader_cmd() + ["autograde", assignment, "--student=nobody"], cwd=course,
                                   env=grading_env(), capture_output=True, text=True)
-        if proc.returncode != 0:
+        if "No notebooks were matched" not in proc.stdout + proc.stderr:  # nbgrader started, found no one: exit 1
             raise RuntimeError(f"nbgrader autograde --student=nobody failed:\n{proc.stdout}\n{proc.stderr}")
     row["generate"], row["start"] = gen.cpu, start.cpu
     with Phase() as batch:
