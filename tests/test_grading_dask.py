@@ -6,6 +6,11 @@ worker processes; during the cluster batch one worker is killed while it grades,
 scheduler is set to give up on a task at the first death (``allowed-failures: 0``), so the
 submission comes back only because the instructor's side sends it once more. Cost: six autogrades
 of a torch notebook, about 60-90 CPU-s. The retry-then-report path is tested with a cheap task.
+
+The U-Net assignment, whose notebook trains a U-Net at grading, is graded the same way on one sample
+(the local pool and a fresh two-worker cluster at the same time, so the two cores are both busy):
+same per-cell scores and flags, and full marks, which this correct sample gets in
+tests/test_grading_unpool_unet.py too.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from pathlib import Path
 
@@ -162,3 +168,34 @@ def test_a_timeout_on_the_worker_is_retried_elsewhere_then_reported(notebooks):
     assert flags[0].startswith("not graded: 2 attempts failed") and flags[0].count("ran longer than 0.5 s") == 2, flags
     workers = [part.rsplit("(on ", 1)[1].rstrip(")| ") for part in flags[0].split(" | ")]
     assert len(set(workers)) == 2, workers  # the second attempt went to the other worker
+
+
+UNET_RELEASE = ASSIGNMENTS / "release" / "unpool_unet"
+UNET_SAMPLES = ["correct_vectorised"]
+
+
+@pytest.fixture(scope="module")
+def unet():
+    ensure_kernel()
+    nbs = {n: build_submission(UNET_RELEASE, p) for n, p in submission_files("unpool_unet", UNET_SAMPLES).items()}
+    cpu, where = _cpu(), {}
+    with ThreadPoolExecutor(1) as pool:
+        local = pool.submit(grade_batch, "unpool_unet", nbs, assignments_dir=ASSIGNMENTS, jobs=1)
+        with _cluster() as lc:
+            on_cluster, _ = grade_batch("unpool_unet", nbs, assignments_dir=ASSIGNMENTS, scheduler=lc.scheduler_address,
+                                        progress=lambda d, n, g: where.update({g.result.student: g.where}))
+        local, _ = local.result()
+    print(f"\nunpool_unet, local pool and LocalCluster: {_cpu() - cpu:.1f} CPU-s for {len(nbs)} submission(s) each")
+    return local, on_cluster, where
+
+
+def test_unet_assignment_grades_on_the_cluster_as_on_the_local_pool(unet):
+    local, on_cluster, where = unet
+    assert sorted(local) == sorted(on_cluster) == UNET_SAMPLES
+    for name in UNET_SAMPLES:
+        assert (on_cluster[name].scores, on_cluster[name].flags) == (local[name].scores, local[name].flags), name
+        assert where[name].startswith("tcp://127.0.0.1:"), where  # graded by a Dask worker, not locally
+    res = on_cluster["correct_vectorised"]
+    assert res.flags == [] and res.total == res.max_total > 0, (res.scores, res.flags)
+    score, points = res.scores["test_unet_learns"]  # the cell that trains the U-Net in the notebook
+    assert points > 0 and score == points
