@@ -265,11 +265,12 @@ def _is_stateful(metric: Metric) -> bool:
 # ------------------------------------------------------------------------------------------- the loop
 
 
-def _loader(data: Dataset | DataLoader | Iterable, batch_size: int, shuffle: bool, seed: int) -> Iterable:
+def _loader(data: Dataset | DataLoader | Iterable, batch_size: int, shuffle: bool, seed: int,
+            collate_fn: Callable | None = None) -> Iterable:
     if isinstance(data, DataLoader) or not isinstance(data, Dataset):
         return data
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen)
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=collate_fn)
 
 
 def _to_device(obj: Any, dev: torch.device) -> Any:
@@ -307,8 +308,16 @@ def _run_epoch(
     amp_dtype: torch.dtype | None,
     progress: bool,
     desc: str,
+    step_fn: Callable[[nn.Module, Any], Tensor | Mapping[str, Tensor]] | None = None,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    step_scheduler: Any = None,
 ) -> dict[str, float]:
-    """One pass over ``loader``; trains when an optimizer is given, else evaluates without gradients."""
+    """One pass over ``loader``; trains when an optimizer is given, else evaluates without gradients.
+
+    With ``step_fn`` the batch is handed over whole and ``step_fn(model, batch)`` returns the loss (a scalar
+    or a dict of terms, summed); ``on_step`` receives each step's terms and ``step_scheduler`` is stepped
+    after every optimiser step.
+    """
     from tqdm.auto import tqdm
 
     training = optimizer is not None
@@ -321,14 +330,20 @@ def _run_epoch(
     bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
     grad = torch.enable_grad() if training else torch.no_grad()
     with grad:
-        for inputs, targets in bar:
-            inputs, targets = _to_device(inputs, dev), _to_device(targets, dev)
+        for batch in bar:
+            batch = _to_device(batch, dev)
             autocast = (
                 torch.autocast(device_type="cuda", dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
             )
             with autocast:
-                logits = model(inputs)
-                loss = loss_fn(logits, targets)
+                if step_fn is not None:
+                    terms = step_fn(model, batch)
+                    terms = dict(terms) if isinstance(terms, Mapping) else {"loss": terms}
+                    loss = sum(terms.values())
+                else:
+                    inputs, targets = batch
+                    logits = model(inputs)
+                    loss = loss_fn(logits, targets)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
@@ -338,6 +353,16 @@ def _run_epoch(
                 else:
                     loss.backward()
                     optimizer.step()
+                if step_scheduler is not None:
+                    step_scheduler.step()
+            if step_fn is not None:
+                n = len(batch[0])
+                total += n
+                loss_sum += loss.item() * n
+                if on_step is not None:
+                    on_step({**{k: float(v.detach()) for k, v in terms.items()}, "loss": float(loss.detach())})
+                bar.set_postfix(loss=f"{loss_sum / total:.4f}")
+                continue
             n = len(targets)
             total += n
             loss_sum += loss.item() * n
@@ -372,6 +397,10 @@ def fit(
     seed: int = 0,
     scheduler: Any = None,
     progress: bool = True,
+    step_fn: Callable[[nn.Module, Any], Tensor | Mapping[str, Tensor]] | None = None,
+    on_step: Callable[[dict[str, float]], None] | None = None,
+    scheduler_interval: str = "epoch",
+    collate_fn: Callable | None = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs and record loss and metrics after each.
 
@@ -398,6 +427,16 @@ def fit(
         scheduler: a learning-rate scheduler, stepped once per epoch (after validation); a
             ``ReduceLROnPlateau`` is given the validation loss (or the training loss).
         progress: show ``tqdm`` progress bars (one per run, one per epoch); False is silent.
+        step_fn: for models that compute their own losses (the detectors of lecture 9): called as
+            ``step_fn(model, batch)`` with the whole batch (on ``device``), it returns a scalar loss or a
+            dict of loss terms, which are summed. ``loss_fn`` and ``metrics`` are then not used (metrics
+            default to none) and ``val_data`` must be None.
+        on_step: called after every training step with that step's loss terms as floats (plus ``"loss"``,
+            their sum), e.g. to record a per-step loss curve.
+        scheduler_interval: ``"epoch"`` (default) or ``"step"``: step ``scheduler`` after every optimiser
+            step instead (e.g. a cosine schedule over all steps).
+        collate_fn: passed to the ``DataLoader`` built from a ``Dataset`` (e.g. to keep detection
+            targets as lists).
 
     Returns:
         :class:`History` with one value per epoch for every key. The model is left in **eval mode**
@@ -407,29 +446,38 @@ def fit(
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     from tqdm.auto import tqdm
 
+    if scheduler_interval not in ("epoch", "step"):
+        raise ValueError(f"scheduler_interval must be 'epoch' or 'step', got {scheduler_interval!r}")
+    if step_fn is not None and val_data is not None:
+        raise ValueError("val_data is not supported with step_fn (the model computes its own losses); "
+                         "evaluate the model separately")
+    if step_fn is not None and metrics:
+        raise ValueError("metrics are not supported with step_fn (there are no logits to score)")
     dev = torch.device(device) if device is not None else config.device()
     torch.manual_seed(seed)
     model.to(dev)
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = loss_fn if loss_fn is not None else nn.functional.cross_entropy
-    metrics = dict(metrics) if metrics is not None else {"acc": accuracy}
+    metrics = dict(metrics) if metrics is not None else ({} if step_fn is not None else {"acc": accuracy})
     amp_dtype = _amp_dtype(amp, dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    train_loader = _loader(train_data, batch_size, shuffle=True, seed=seed)
+    train_loader = _loader(train_data, batch_size, shuffle=True, seed=seed, collate_fn=collate_fn)
     val_loader = _loader(val_data, batch_size, shuffle=False, seed=seed) if val_data is not None else None
+    step_scheduler = scheduler if scheduler_interval == "step" else None
 
     history = History()
     bar = tqdm(range(epochs), desc="epochs", disable=not progress)
     for epoch in bar:
         start = time.perf_counter()
         kw = dict(scaler=scaler, amp_dtype=amp_dtype, progress=progress)
-        train = _run_epoch(model, train_loader, loss_fn, metrics, dev, optimizer=optimizer, desc=f"train {epoch + 1}", **kw)
+        train = _run_epoch(model, train_loader, loss_fn, metrics, dev, optimizer=optimizer, desc=f"train {epoch + 1}",
+                           step_fn=step_fn, on_step=on_step, step_scheduler=step_scheduler, **kw)
         results = {f"train_{k}": v for k, v in train.items()}
         if val_loader is not None:
             val = _run_epoch(model, val_loader, loss_fn, metrics, dev, optimizer=None, desc=f"val {epoch + 1}", **kw)
             results.update({f"val_{k}": v for k, v in val.items()})
-        if scheduler is not None:
+        if scheduler is not None and step_scheduler is None:
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 scheduler.step(results.get("val_loss", results["train_loss"]))
             else:

@@ -62,7 +62,7 @@ def train(name: str) -> dict:
         model.freeze_detector()
     cpu0 = time.process_time()
     hist = train_detector(model, train_ds, epochs=recipe["epochs"], lr=recipe["lr"], batch_size=recipe["batch_size"],
-                          seed=recipe["init_seed"], progress=False)
+                          seed=recipe["init_seed"], progress=False, lr_schedule=recipe.get("lr_schedule", "constant"))
     train_cpu_s = time.process_time() - cpu0
     test_ds = _data(recipe, recipe["eval_images"], recipe["eval_seed"])
     preds = predict(model, test_ds)

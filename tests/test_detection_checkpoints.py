@@ -27,7 +27,7 @@ UNSEEN_IMAGES = 100
 MIN_MAP50 = {"small_faster_rcnn": 0.7, "SHAPES_V1": 0.4, "SHAPES_ALIGN_V1": 0.7}
 MAX_FILE_BYTES = 3_000_000
 # What the shipped mask head must reach: mean mask IoU of unseen instances (a missed one counting 0)
-MIN_MASK_IOU = 0.5  # the issue asks 0.6; the shipped 250-step head measures 0.59 on seed 1 (not reached)
+MIN_MASK_IOU = 0.6  # the issue's bar; the shipped 625-step heads measure 0.68 (RoI Align) and 0.63 (RoI pooling) on seed 1
 MAX_MASK_HEAD_BYTES = 200_000  # only the mask head is stored; the detector comes from the Faster R-CNN file
 
 

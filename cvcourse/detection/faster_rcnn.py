@@ -13,7 +13,6 @@ Convention: images are ``(B, 3, H, W)`` float in [0, 1]; boxes are ``(x1, y1, x2
 
 from __future__ import annotations
 
-import time
 from typing import Iterable, Sequence
 
 import torch
@@ -178,6 +177,12 @@ def _collate(batch: Sequence[tuple]) -> tuple:
     return (torch.stack(columns[0]),) + tuple(list(c) for c in columns[1:])
 
 
+def _detector_step(model: nn.Module, batch: tuple) -> dict[str, Tensor]:
+    """One batch ``(images, targets[, proposals])`` -> the detector's loss dict (the extra item is ``proposals=``)."""
+    images, targets, *extra = batch
+    return model(images, targets, proposals=extra[0]) if extra else model(images, targets)
+
+
 def train_detector(
     model: nn.Module,
     data: Iterable | torch.utils.data.Dataset,
@@ -188,44 +193,44 @@ def train_detector(
     device: torch.device | str | None = None,
     seed: int = 0,
     progress: bool = True,
+    lr_schedule: str = "constant",
 ) -> dict[str, list[float]]:
-    """Train a detector that returns a loss dict, with AdamW; return the per-step losses.
+    """Train a detector that returns a loss dict, with AdamW (weight decay 1e-4); return the per-step losses.
 
-    Dataset items are ``(image, target)`` or ``(image, target, proposals)``; the extra item is passed to
-    the model as ``proposals=`` (for :class:`SmallFastRCNN`).
+    Introduced in lecture 9. The loop is the course's :func:`cvcourse.train.fit` (lecture 1): the detector
+    computes its own losses, so ``fit`` is given a ``step_fn`` that calls ``model(images, targets)`` and an
+    ``on_step`` hook that records every term. Dataset items are ``(image, target)`` or
+    ``(image, target, proposals)``; the extra item is passed to the model as ``proposals=`` (for
+    :class:`SmallFastRCNN`).
+
+    Args:
+        lr_schedule (str): ``"constant"`` or ``"cosine"`` (from ``lr`` down to 0 over all steps, stepped per step).
 
     Returns:
         dict of lists: one entry per loss term plus ``"loss"`` (their sum) per step, and
-        ``"epoch_time"`` (seconds) per epoch.
+        ``"epoch_time"`` (seconds) per epoch. The model is left in eval mode.
     """
-    from tqdm.auto import tqdm
+    from cvcourse.train import fit
 
-    torch.manual_seed(seed)
+    if lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    model.to(device).train()
     if isinstance(data, torch.utils.data.Dataset):
         g = torch.Generator().manual_seed(seed)
         data = torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True, collate_fn=_collate, generator=g)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    history: dict[str, list[float]] = {"loss": [], "epoch_time": []}
-    bar = tqdm(total=epochs * len(data), disable=not progress, desc="train")
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for batch in data:
-            images, targets, *extra = _to_device(batch, device)
-            losses = model(images, targets, proposals=extra[0]) if extra else model(images, targets)
-            loss = sum(losses.values())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            for k, v in losses.items():
-                history.setdefault(k, []).append(float(v.detach()))
-            history["loss"].append(float(loss.detach()))
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        history["epoch_time"].append(time.perf_counter() - start)
-    bar.close()
-    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * len(data)))
+             if lr_schedule == "cosine" else None)
+    history: dict[str, list[float]] = {"loss": []}
+
+    def record(terms: dict[str, float]) -> None:
+        for k, v in terms.items():
+            history.setdefault(k, []).append(v)
+
+    per_epoch = fit(model, data, epochs=epochs, optimizer=opt, device=device, seed=seed, progress=progress,
+                    step_fn=_detector_step, on_step=record, scheduler=sched, scheduler_interval="step")
+    history["epoch_time"] = list(per_epoch.get("epoch_time", []))
     return history
 
 

@@ -214,16 +214,38 @@ class SmallMaskRCNN(SmallFasterRCNN):
         mask_convs, mask_width (int): depth and width of the mask head.
         mask_rois_per_image (int): at most this many positive regions per image enter the mask loss (a
             random subset; torchvision uses all of them; the positives are near-copies of few objects here).
+        mask_feature_layer (int, optional): index of the (``nn.Sequential``) backbone's stage whose output the
+            mask head pools, e.g. ``2`` for the stride-4 map of :func:`~cvcourse.detection.small_backbone`;
+            ``None`` (default) pools the detector's final map. The analogue of FPN sending small regions to a
+            finer level: a 12-pixel object covers only 1.5 cells of a stride-8 map.
         **kwargs: as :class:`~cvcourse.detection.SmallFasterRCNN`.
     """
 
     def __init__(self, num_classes: int, mask_pooler: str = "align", mask_roi_size: int = 14, mask_convs: int = 3,
-                 mask_width: int = 32, mask_rois_per_image: int = 16, **kwargs):
+                 mask_width: int = 32, mask_rois_per_image: int = 16, mask_feature_layer: int | None = None, **kwargs):
         super().__init__(num_classes, **kwargs)
-        self.mask_head = MaskHead(self.backbone.out_channels, num_classes, mask_roi_size, mask_convs, mask_width,
-                                  pooler=mask_pooler)
+        in_channels = self.backbone.out_channels
+        if mask_feature_layer is not None:
+            if not isinstance(self.backbone, nn.Sequential) or not 0 <= mask_feature_layer < len(self.backbone) - 1:
+                raise ValueError("mask_feature_layer must index a stage of an nn.Sequential backbone other than the "
+                                 f"last (0..{len(self.backbone) - 2} here), got {mask_feature_layer}")
+            convs_before = [m for m in self.backbone[: mask_feature_layer + 1].modules() if isinstance(m, nn.Conv2d)]
+            if not convs_before:
+                raise ValueError(f"backbone stages 0..{mask_feature_layer} contain no convolution to take channels from")
+            in_channels = convs_before[-1].out_channels
+        self.mask_feature_layer = mask_feature_layer
+        self.mask_head = MaskHead(in_channels, num_classes, mask_roi_size, mask_convs, mask_width, pooler=mask_pooler)
         self.mask_rois_per_image = mask_rois_per_image
         self._detector_frozen = False
+
+    def _features(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """The detector's feature map and the one the mask head pools (the same unless ``mask_feature_layer``)."""
+        if self.mask_feature_layer is None:
+            features = self.backbone(images)
+            return features, features
+        k = self.mask_feature_layer + 1
+        fine = self.backbone[:k](images)  # (B, 3, H, W) -> (B, C', H/s', W/s')
+        return self.backbone[k:](fine), fine
 
     def freeze_detector(self) -> "SmallMaskRCNN":
         """Train only the mask head from here on: the backbone, RPN and box head keep their weights (and the
@@ -249,12 +271,13 @@ class SmallMaskRCNN(SmallFasterRCNN):
         """
         images = _as_batch(images)
         size = tuple(images.shape[-2:])
-        features = self.backbone(images)
+        features, mask_features = self._features(images)
         scale = features.shape[-1] / size[1]
+        mask_scale = mask_features.shape[-1] / size[1]
         proposals, rpn_losses = self.rpn(features, size, targets)
         if not self.training:
             detections, _ = self.roi_heads(features, proposals, size)
-            logits = self.mask_head(features, [d["boxes"] for d in detections], scale)  # (D, K, M, M)
+            logits = self.mask_head(mask_features, [d["boxes"] for d in detections], mask_scale)  # (D, K, M, M)
             labels = torch.cat([d["labels"] for d in detections])
             probs = logits[torch.arange(len(labels), device=labels.device), labels].sigmoid()  # (D, M, M)
             for d, p in zip(detections, probs.split([len(d["labels"]) for d in detections])):
@@ -273,6 +296,6 @@ class SmallMaskRCNN(SmallFasterRCNN):
             pos_props.append(p[pos])
             pos_labels.append(lab[pos])
             pos_targets.append(project_masks_on_boxes(t["masks"], p[pos], m[pos], 2 * self.mask_head.roi_size))
-        mask_logits = self.mask_head(features, pos_props, scale)
+        mask_logits = self.mask_head(mask_features, pos_props, mask_scale)
         losses["loss_mask"] = mask_rcnn_loss(mask_logits, torch.cat(pos_labels), torch.cat(pos_targets))
         return losses

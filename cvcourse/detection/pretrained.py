@@ -66,16 +66,20 @@ RECIPES["small_fast_rcnn_align_shapes_v1"] = {
 }
 # Mask R-CNN = the shipped Faster R-CNN (frozen: backbone, RPN and box head keep its weights) + a mask head
 # trained on top; twice, differing only in the mask head's RoI operation (lecture 9: RoI Align vs RoI pooling).
-# Only the mask head is stored; the rest is loaded from the base checkpoint.
+# The mask head pools the backbone's stride-4 map (stage 2), as FPN sends small regions to a fine level: the
+# objects are 6-20 px, 1-2 cells of the stride-8 map. Only the mask head is stored; the rest is loaded from the
+# base checkpoint.
 RECIPES["small_mask_rcnn_shapes_v1"] = {
     **RECIPES["small_faster_rcnn_shapes_v1"],
-    "model_kwargs": {**RECIPES["small_faster_rcnn_shapes_v1"]["model_kwargs"], "mask_pooler": "align"},
+    "model_kwargs": {**RECIPES["small_faster_rcnn_shapes_v1"]["model_kwargs"], "mask_pooler": "align",
+                     "mask_feature_layer": 2},
     "base": "SmallFasterRCNNWeights.SHAPES_V1", "trained": "mask head only (detector frozen)",
-    "train_images": 1000, "epochs": 2, "batch_size": 8, "lr": 2e-3,
+    "train_images": 1000, "epochs": 5, "batch_size": 8, "lr": 2e-3, "lr_schedule": "cosine",
+    "optimizer": "AdamW (weight decay 1e-4), cosine lr decay to 0 over all steps",
 }
 RECIPES["small_mask_rcnn_pool_shapes_v1"] = {
     **RECIPES["small_mask_rcnn_shapes_v1"],
-    "model_kwargs": {**RECIPES["small_faster_rcnn_shapes_v1"]["model_kwargs"], "mask_pooler": "pool"},
+    "model_kwargs": {**RECIPES["small_mask_rcnn_shapes_v1"]["model_kwargs"], "mask_pooler": "pool"},
 }
 
 
