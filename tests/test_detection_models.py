@@ -289,8 +289,8 @@ def test_intersection_box_and_iou_plot():
     assert intersection_box(a, torch.tensor([10.0, 0, 20, 10])) is None  # touching edges: no overlap
     ax = plot_iou(a, b)
     assert ax.get_title() == f"IoU = {25 / (100 + 150 - 25):.3f}"
-    w = iou_widget()  # renders once headless
-    sliders = [c for c in w.widget.children if hasattr(c, "description") and c.description.startswith("box")]
+    w = iou_widget()  # a plot_widget: the controls and the drawn figure, rendered once headless
+    sliders = [c for c in w.children if hasattr(c, "description") and c.description.startswith("box")]
     # the sliders name the corners by the course's (x1, y1, x2, y2) convention, and their labels are shown whole
     assert [c.description for c in sliders] == [f"box {b}: {k}" for b in "AB" for k in ("x1", "y1", "x2", "y2")]
     assert all(c.style.description_width == "initial" for c in sliders)
