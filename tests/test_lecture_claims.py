@@ -453,3 +453,25 @@ def test_pdct_gate_drops_most_channels_and_prefers_low_frequencies():
     assert heat.mean() <= 0.25, heat.mean()          # at least 75 % of the channels dropped
     assert heat[low].mean() > 2 * heat[~low].mean()  # low frequencies are kept more often
     assert h["val_acc"][-1] >= 0.7, h["val_acc"]     # 7 classes: chance is 0.14
+
+
+def test_paas_one_head_keeps_a_long_span_the_others_shrink_and_flops_drop():
+    # adaptive_attention_span.ipynb's fast settings, seed 0 (about 8 CPU-s): 2,000 sequences x 8 epochs
+    from cvcourse.config import seed_everything
+    from cvcourse.models.attention_span import (SpanTransformer, attention_flops_saved, effective_span, span_step_fn,
+                                                token_accuracy, two_delay_task)
+    from cvcourse.train import evaluate, fit
+
+    seed_everything(0)
+    model = SpanTransformer(4, 16, dim=32, heads=4, max_span=32, ramp=8.0, adaptive=True, init_span=1.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    fit(model, two_delay_task(2000, length=48, seed=0), epochs=8, optimizer=opt, step_fn=span_step_fn(0.05),
+        batch_size=32, seed=0, device="cpu", progress=False)
+    model.clamp_()
+    reach = effective_span(model.attention_layers()[0].spans, 8.0, 32)
+    acc = evaluate(model, two_delay_task(1000, length=48, seed=1000), metrics={"acc": token_accuracy},
+                   device="cpu")["acc"]
+    assert int((reach > 24).sum()) == 1, reach      # exactly one head still sees the token 24 back
+    assert int((reach <= 8).sum()) >= 2, reach      # at least two heads shrank to z = 0 (only the ramp is left)
+    assert attention_flops_saved(reach, 32, 48) >= 0.35, reach
+    assert acc >= 0.95, acc
