@@ -453,3 +453,68 @@ def test_pdct_gate_drops_most_channels_and_prefers_low_frequencies():
     assert heat.mean() <= 0.25, heat.mean()          # at least 75 % of the channels dropped
     assert heat[low].mean() > 2 * heat[~low].mean()  # low frequencies are kept more often
     assert h["val_acc"][-1] >= 0.7, h["val_acc"]     # 7 classes: chance is 0.14
+
+
+def test_paas_one_head_keeps_a_long_span_the_others_shrink_and_flops_drop():
+    # adaptive_attention_span.ipynb's fast settings, seed 0 (about 8 CPU-s): 2,000 sequences x 8 epochs
+    from cvcourse.config import seed_everything
+    from cvcourse.models.attention_span import (SpanTransformer, attention_flops_saved, effective_span, span_step_fn,
+                                                token_accuracy, two_delay_task)
+    from cvcourse.train import evaluate, fit
+
+    seed_everything(0)
+    model = SpanTransformer(4, 16, dim=32, heads=4, max_span=32, ramp=8.0, adaptive=True, init_span=1.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    fit(model, two_delay_task(2000, length=48, seed=0), epochs=8, optimizer=opt, step_fn=span_step_fn(0.05),
+        batch_size=32, seed=0, device="cpu", progress=False)
+    model.clamp_()
+    reach = effective_span(model.attention_layers()[0].spans, 8.0, 32)
+    acc = evaluate(model, two_delay_task(1000, length=48, seed=1000), metrics={"acc": token_accuracy},
+                   device="cpu")["acc"]
+    assert int((reach > 24).sum()) == 1, reach      # exactly one head still sees the token 24 back
+    assert int((reach <= 8).sum()) >= 2, reach      # at least two heads shrank to z = 0 (only the ramp is left)
+    assert attention_flops_saved(reach, 32, 48) >= 0.35, reach
+    assert acc >= 0.95, acc
+
+
+def test_presnest_split_attention_costs_resnet_macs_with_a_few_percent_more_parameters():
+    # resnest.ipynb's cost cell: the 56x56 stage-1 bottleneck of width 64 (under 1 CPU-s)
+    from cvcourse.models.cost import count_macs, count_parameters
+    from cvcourse.models.resnest import ResNeStBottleneck
+
+    rn, rs = ResNeStBottleneck(256, 64, radix=0), ResNeStBottleneck(256, 64, radix=2)
+    m_rn, m_rs = count_macs(rn, (256, 56, 56)), count_macs(rs, (256, 56, 56))
+    assert abs(m_rs / m_rn - 1) < 0.001, (m_rn, m_rs)
+    assert 1.05 < count_parameters(rs) / count_parameters(rn) < 1.15
+
+
+def _presnest_run(name: str, seed: int, smoothing: float = 0.0) -> float:
+    # resnest.ipynb's fast settings: 1,000 digits at 12 px, 3 epochs, Adam + one-cycle (peak 3e-3), batch 32
+    import torch.nn.functional as F
+    from torch.utils.data import TensorDataset
+
+    from cvcourse.config import seed_everything
+    from cvcourse.data import DigitsDataset
+    from cvcourse.models.resnest import TinySplitNet
+    from cvcourse.train import fit
+
+    nets = {"ResNet": dict(radix=0), "ResNeSt": dict(radix=2)}
+    train, test = DigitsDataset(True, image_size=12), DigitsDataset(False, image_size=12)
+    idx = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(seed))[:1000]
+    seed_everything(seed)
+    net = TinySplitNet(10, **nets[name])
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=3 * -(-1000 // 32))
+    h = fit(net, TensorDataset(train.images[idx], train.labels[idx]), TensorDataset(test.images, test.labels),
+            epochs=3, optimizer=opt, scheduler=sched, scheduler_interval="step", batch_size=32, seed=seed,
+            device="cpu", progress=False, loss_fn=lambda z, y: F.cross_entropy(z, y, label_smoothing=smoothing))
+    return h["val_acc"][-1]
+
+
+def test_presnest_resnest_and_resnet_are_within_a_point_and_label_smoothing_helps_on_seed_0():
+    # the notebook's seed-0 runs (about 8 CPU-s): no measurable architecture gap at this scale; label smoothing 0.1
+    # raised ResNeSt's accuracy (the notebook prints it over two seeds and says two seeds are too few to call it)
+    rn, rs, rs_ls = _presnest_run("ResNet", 0), _presnest_run("ResNeSt", 0), _presnest_run("ResNeSt", 0, 0.1)
+    assert min(rn, rs) >= 0.9, (rn, rs)
+    assert abs(rs - rn) <= 0.01, (rn, rs)
+    assert rs_ls > rs, (rs, rs_ls)
