@@ -373,7 +373,8 @@ def render_image(field_c: Field, height: int, width: int, intrinsics: Tensor, c2
     """Render a whole view deterministically (``perturb=False``), in chunks of rays.
 
     Returns:
-        ``{"coarse": (3, H, W), "fine": (3, H, W) when n_fine > 0, "depth": (H, W) of the last pass}``.
+        ``{"coarse": (3, H, W), "fine": (3, H, W) when n_fine > 0, "depth": (H, W) and "acc": (H, W), the
+        opacity, of the last pass}``.
     """
     dev = intrinsics.device if not isinstance(field_c, nn.Module) else next(field_c.parameters()).device
     o, d = get_rays(height, width, intrinsics.to(dev), c2w.to(dev))
@@ -384,9 +385,11 @@ def render_image(field_c: Field, height: int, width: int, intrinsics: Tensor, c2
                           perturb=False, background=background)
         for k, v in out.items():
             parts.setdefault(k, []).append(v["rgb"])
-        parts.setdefault("depth", []).append(out["fine" if n_fine else "coarse"]["depth"])
-    result = {k: torch.cat(v).view(height, width, 3).permute(2, 0, 1) for k, v in parts.items() if k != "depth"}
-    result["depth"] = torch.cat(parts["depth"]).view(height, width)
+        for k in ("depth", "acc"):
+            parts.setdefault(k, []).append(out["fine" if n_fine else "coarse"][k])
+    result = {k: torch.cat(parts[k]).view(height, width, 3).permute(2, 0, 1) for k in out}  # (H*W, 3) -> (3, H, W)
+    for k in ("depth", "acc"):
+        result[k] = torch.cat(parts[k]).view(height, width)
     return result
 
 

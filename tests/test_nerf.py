@@ -160,6 +160,7 @@ def test_scene_density_and_an_opaque_sphere_render():
                                atol=0.02, rtol=0)
     assert abs(out["depth"][H // 2, W // 2].item() - 2.5) < 0.03    # the surface is at distance 3 - 0.5
     torch.testing.assert_close(out["coarse"][:, 0, 0], torch.ones(3))   # corner ray misses: background
+    assert out["acc"][0, 0].item() < 1e-3 and out["acc"][H // 2, W // 2].item() > 0.999
 
 
 def test_render_rays_coarse_and_fine_shapes():
