@@ -136,7 +136,9 @@ def get_rays(height: int, width: int, intrinsics: Tensor, c2w: Tensor) -> tuple[
 
     In camera coordinates pixel ``(v, u)`` looks along ``((u + 0.5 - cx) / fx, -(v + 0.5 - cy) / fy, -1)`` (y up,
     looking along -z); the direction is rotated by ``c2w``'s rotation and normalised; all rays start at the
-    camera centre. So the principal point's ray is the camera's -z axis, ``-c2w[:3, 2]``.
+    camera centre. So the principal point's ray is the camera's -z axis, ``-c2w[:3, 2]``. Mirrors ``get_rays`` of
+    the official NeRF code with two deviations: pixel centres (+0.5, the code uses integer corners) and unit
+    directions (the code keeps z = -1, so its ``t`` is depth along the axis, ours is distance along the ray).
 
     Args:
         height, width: image size in pixels.
@@ -187,11 +189,12 @@ def volume_render(sigma: Tensor, rgb: Tensor, t: Tensor, background: float = 0.0
                   t_far: float | None = None) -> dict[str, Tensor]:
     """Alpha compositing of samples along rays (paper, eq. 3).
 
-    With ``delta_i = t_{i+1} - t_i`` (the last one ``t_far - t_last``, or 1e10 without ``t_far``, i.e. the ray
-    ends inside the last sample, as in the paper's code, which pairs it with a ReLU density that can be exactly 0;
-    with a white background and a softplus density use ``t_far``): ``alpha_i = 1 - exp(-sigma_i delta_i)``, transmittance ``T_i = prod_{j<i} (1 - alpha_j)``
-    (exclusive cumulative product), weights ``w_i = T_i alpha_i``; colour ``sum_i w_i c_i + (1 - sum_i w_i) *
-    background``, depth ``sum_i w_i t_i`` (not normalised; equals the surface distance for an opaque surface).
+    With ``delta_i = t_{i+1} - t_i``: ``alpha_i = 1 - exp(-sigma_i delta_i)``, transmittance
+    ``T_i = prod_{j<i} (1 - alpha_j)`` (exclusive cumulative product), weights ``w_i = T_i alpha_i``; colour
+    ``sum_i w_i c_i + (1 - sum_i w_i) * background``, depth ``sum_i w_i t_i`` (not normalised; equals the surface
+    distance for an opaque surface). The last interval ends at ``t_far``; without it, it is 1e10 long (the ray ends
+    inside the last sample), as in the paper's code, which pairs that with a ReLU density that can be exactly 0.
+    With a softplus density and a background colour, pass ``t_far``.
 
     Args:
         sigma (Tensor[N, S]): densities >= 0.
@@ -319,7 +322,8 @@ class NeRFField(nn.Module):
 
     Deviation from the paper: no viewing-direction input (our scene is matte, so colour does not depend on the
     view) and softplus instead of ReLU on the density (a ReLU that starts at zero density everywhere can stay
-    there in a short run). ``scale`` maps the scene box to about [-1, 1] before encoding.
+    there in a short run), shifted by -1 so that an untrained field starts nearly empty. ``scale`` maps the scene
+    box to about [-1, 1] before encoding.
     """
 
     def __init__(self, num_freqs: int = 6, width: int = 64, depth: int = 3, scale: float = 1.0):

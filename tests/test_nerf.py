@@ -217,3 +217,17 @@ def test_bad_input_errors():
         PrimitiveScene()(torch.zeros(1, 3))
     with pytest.raises(ValueError, match="same shape"):
         psnr(torch.zeros(3), torch.zeros(4))
+
+
+def test_rendering_agrees_across_devices(device):
+    # the same field rendered on `device` (CPU always, CUDA when present) matches the CPU render
+    torch.manual_seed(0)
+    m = TinyNeRF(1.4, 3.6, n_coarse=12, n_fine=12, num_freqs=3, width=16, depth=2).eval()
+    K, pose = pinhole_intrinsics(8.0, 6, 7), look_at((2.5, 0.5, 1.0))
+    ref = m.render_image(6, 7, K, pose)
+    got = m.to(device).render_image(6, 7, K, pose)
+    assert got["fine"].device.type == device.type
+    torch.testing.assert_close(got["fine"].cpu(), ref["fine"], atol=1e-4, rtol=1e-4)
+    scene_img = render_image(toy_scene(), 6, 7, K.to(device), pose.to(device), 1.4, 3.6, 32)["coarse"]
+    torch.testing.assert_close(scene_img.cpu(), render_image(toy_scene(), 6, 7, K, pose, 1.4, 3.6, 32)["coarse"],
+                               atol=1e-4, rtol=1e-4)
