@@ -15,6 +15,7 @@ only positive is the other view of the same image and the loss is SimCLR's NT-Xe
 - :func:`nt_xent_loss`       the self-supervised special case for two batches of views ``z1[n] <-> z2[n]``
 - :class:`ProjectionHead`    the paper's MLP with one hidden layer, output normalised to unit length
 - :class:`SupConNet`         encoder + projection head, with ``forward_features`` for a linear probe
+- :func:`augment_view`       one random view of a batch (shift, gain, noise): the notebook's augmentation module
 
 Letter legend: M embeddings (2N for two views of N images), D embedding size, B batch.
 """
@@ -26,8 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvcourse._checks import check_tensor
+from cvcourse.models.classic import random_crop_flip
 
-__all__ = ["supcon_loss", "nt_xent_loss", "ProjectionHead", "SupConNet"]
+__all__ = ["supcon_loss", "nt_xent_loss", "ProjectionHead", "SupConNet", "augment_view"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -158,3 +160,34 @@ class SupConNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x))  # (B, C, H, W) -> (B, feat_dim) -> (B, proj_dim)
+
+
+def augment_view(images: Tensor, generator: torch.Generator | None = None, shift: int = 2,
+                 gain: tuple[float, float] = (0.6, 1.4), noise: float = 0.1) -> Tensor:
+    """One random view of every image of a batch, for small grey-level data such as the digits: a random
+    translation by up to ``shift`` pixels (zero padding, then :func:`cvcourse.models.classic.random_crop_flip`
+    without flips, since a mirrored digit is another symbol), a random brightness gain per image and Gaussian
+    pixel noise, clamped to [0, 1]. The paper's augmentation module (random resized crop, then AutoAugment,
+    RandAugment or colour distortion and blur) scaled down to 16x16 digits. Call it twice for two views.
+
+    Args:
+        images (Tensor[B, C, H, H]): square images, float in [0, 1].
+        generator: random generator for reproducible views (None: the global one).
+        shift: largest translation in pixels (>= 0).
+        gain: range of the uniform brightness factor.
+        noise: standard deviation of the added Gaussian noise (>= 0).
+
+    Returns:
+        Tensor[B, C, H, H].
+    """
+    check_tensor(images, "images")
+    if images.dim() != 4 or images.shape[2] != images.shape[3]:
+        raise ValueError(f"images must be a batch of square images (B, C, H, H), got {tuple(images.shape)}")
+    if shift < 0 or noise < 0 or not gain[0] <= gain[1]:
+        raise ValueError(f"need shift >= 0, noise >= 0 and gain[0] <= gain[1], got {shift}, {noise}, {gain}")
+    B, _, H, _ = images.shape
+    x = F.pad(images, (shift, shift, shift, shift))  # (B, C, H + 2s, H + 2s)
+    x = random_crop_flip(x, H, generator=generator, flip=False)  # (B, C, H + 2s, H + 2s) -> (B, C, H, H)
+    g = gain[0] + (gain[1] - gain[0]) * torch.rand(B, 1, 1, 1, generator=generator)
+    n = noise * torch.randn(x.shape, generator=generator)
+    return (x * g.to(x.device) + n.to(x.device)).clamp(0.0, 1.0)

@@ -121,3 +121,20 @@ def test_projection_head_and_net_shapes():
     assert net.forward_features(x).shape == (5, 16) and net(x).shape == (5, 8)
     with pytest.raises(ValueError, match="positive"):
         ProjectionHead(0)
+
+
+def test_augment_view_shifts_digits_and_is_seeded():
+    from cvcourse.contrastive import augment_view
+
+    img = torch.zeros(1, 1, 8, 8)
+    img[0, 0, 3, 4] = 1.0
+    views = [augment_view(img, torch.Generator().manual_seed(s), shift=2, gain=(1.0, 1.0), noise=0.0)
+             for s in range(40)]
+    spots = {tuple(int(v) for v in (v[0, 0] == 1).nonzero()[0]) for v in views}
+    assert all(abs(r - 3) <= 2 and abs(c - 4) <= 2 for r, c in spots) and len(spots) > 5  # moved, by <= 2 px
+    a = augment_view(img.expand(3, 3, 8, 8), torch.Generator().manual_seed(1))
+    b = augment_view(img.expand(3, 3, 8, 8), torch.Generator().manual_seed(1))
+    torch.testing.assert_close(a, b)
+    assert a.shape == (3, 3, 8, 8) and a.min() >= 0 and a.max() <= 1
+    with pytest.raises(ValueError, match="square"):
+        augment_view(torch.zeros(1, 1, 8, 6))
