@@ -13,6 +13,8 @@ GLO writes a classification loss as ``L = -1/n * sum_i f(x_i, y_i)`` over the ``
 - :func:`tree_loss`       turn an expression tree ``f`` into such a loss (``CROSS_ENTROPY_TREE``, ``BAIKAL_TREE``)
 - :func:`evaluate_tree`, :func:`tree_str`, :func:`random_tree`, :func:`mutate`, :func:`crossover`: the genetic
   operators of the search, on trees written as nested tuples, e.g. ``("-", ("log", "y"), ("/", "x", "y"))``
+- :func:`evolve`          a minimal genetic loop (elitism, tournament selection, crossover, mutation) around a
+  fitness function, e.g. the validation accuracy of a short training run with :func:`tree_loss`
 
 Letter legend: B batch, C classes (``n`` in the paper).
 """
@@ -29,7 +31,7 @@ from torch import Tensor
 from cvcourse._checks import check_tensor
 
 __all__ = [
-    "baikal_loss", "tree_loss", "evaluate_tree", "tree_str", "tree_size", "random_tree", "mutate", "crossover",
+    "baikal_loss", "tree_loss", "evaluate_tree", "tree_str", "tree_size", "random_tree", "mutate", "crossover", "evolve",
     "BAIKAL_TREE", "CROSS_ENTROPY_TREE", "LEAVES", "UNARY", "BINARY",
 ]
 
@@ -240,3 +242,64 @@ def tree_size(tree: Tree) -> int:
     """Number of nodes (leaves included)."""
     return len(_paths(tree))
 
+
+
+def evolve(fitness: Callable[[Tree], float], population: int = 6, generations: int = 3, elite: int = 2,
+           depth: int = 3, rng: random.Random | None = None, seeds: list[Tree] | None = None) -> list[dict]:
+    """A minimal version of GLO's genetic loop, paper notebook ``baikal_loss``.
+
+    Generation 0 is ``seeds`` (if any) topped up with :func:`random_tree` s. Each later generation keeps the
+    ``elite`` best trees unchanged and fills the rest with children: two parents picked by tournaments of two, a
+    :func:`crossover` with probability 1/2, then a :func:`mutate` with probability 1/2 (always when there was no
+    crossover). Fitness is higher-is-better and is computed once per distinct tree (by its :func:`tree_str`).
+    GLO itself uses a population of 80 and also fine-tunes the constants of the best trees with CMA-ES
+    ("Baikal CMA"); neither is done here.
+
+    Args:
+        fitness: ``fitness(tree) -> float``, higher is better (e.g. validation accuracy).
+        population, generations, elite: sizes; ``0 <= elite < population``.
+        depth: depth of the random trees of generation 0.
+        rng: ``random.Random`` for reproducible runs (default ``random.Random(0)``).
+        seeds: trees to start generation 0 with.
+
+    Returns:
+        One dict per evaluated member and generation: ``{"generation", "tree", "text", "fitness"}``,
+        each generation sorted best first.
+    """
+    if population < 2 or not 0 <= elite < population or generations < 1:
+        raise ValueError(f"need population >= 2, 0 <= elite < population and generations >= 1, got "
+                         f"population={population}, elite={elite}, generations={generations}")
+    rng = rng if rng is not None else random.Random(0)
+    cache: dict[str, float] = {}
+
+    def score(tree: Tree) -> float:
+        key = tree_str(tree)
+        if key not in cache:
+            cache[key] = float(fitness(tree))
+        return cache[key]
+
+    members = list(seeds or [])[:population]
+    for t in members:
+        _check_tree(t)
+    members += [random_tree(rng, depth) for _ in range(population - len(members))]
+    history: list[dict] = []
+    for gen in range(generations):
+        ranked = sorted(members, key=score, reverse=True)
+        history += [{"generation": gen, "tree": t, "text": tree_str(t), "fitness": score(t)} for t in ranked]
+        if gen == generations - 1:
+            break
+
+        def pick() -> Tree:
+            a, b = rng.sample(ranked, 2)
+            return a if score(a) >= score(b) else b
+
+        children = []
+        while len(children) < population - elite:
+            child, crossed = pick(), rng.random() < 0.5
+            if crossed:
+                child = crossover(child, pick(), rng)
+            if not crossed or rng.random() < 0.5:
+                child = mutate(child, rng)
+            children.append(child)
+        members = ranked[:elite] + children
+    return history

@@ -111,3 +111,26 @@ def test_bad_inputs_raise():
         tree_loss(("+", "x"))
     with pytest.raises(ValueError, match="depth"):
         random_tree(random.Random(0), depth=-1)
+
+
+def test_evolve_keeps_the_elite_and_improves_a_known_fitness():
+    from cvcourse.losses import evolve
+
+    # fitness: how close the expression's value at (x=1, y=0.5) is to 3; the best possible is 0
+    x, y = torch.tensor([[1.0]]), torch.tensor([[0.5]])
+
+    def fitness(tree):
+        return -abs(evaluate_tree(tree, x, y).item() - 3.0)
+
+    calls = []
+    hist = evolve(lambda t: calls.append(tree_str(t)) or fitness(t), population=20, generations=15,
+                  rng=random.Random(0))
+    best = [max(h["fitness"] for h in hist if h["generation"] == g) for g in range(15)]
+    assert all(b2 >= b1 for b1, b2 in zip(best, best[1:])), best  # elitism: never worse
+    assert best[0] < 0 and best[-1] == pytest.approx(0.0, abs=1e-6), best  # found an exact expression for 3
+    assert len(calls) == len(set(calls))  # each distinct tree scored once
+    assert sum(h["generation"] == 0 for h in hist) == 20
+    seeded = evolve(fitness, population=3, generations=1, seeds=[("+", "1", ("+", "x", "x"))])
+    assert seeded[0]["text"] == "(1 + (x + x))" and seeded[0]["fitness"] == 0.0  # 1 + 1 + 1 = 3
+    with pytest.raises(ValueError, match="elite"):
+        evolve(fitness, population=3, elite=3)
