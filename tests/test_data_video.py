@@ -52,7 +52,8 @@ def test_the_middle_frame_does_not_tell_the_direction():
 def test_moving_shapes_dataset_is_balanced_disjoint_and_deterministic():
     train, val = MovingShapesClips(8, "train", frames=6, seed=0), MovingShapesClips(8, "val", frames=6, seed=0)
     assert len(train) == 8 and train[0][0].shape == (3, 6, 32, 32)
-    assert np.bincount(train.labels.numpy()).tolist() == [2, 2, 2, 2]
+    assert train.num_classes == 8 and np.bincount(train.labels.numpy()).tolist() == [1] * 8
+    assert MovingShapesClips(8, speeds=(1.0,)).num_classes == 4
     torch.testing.assert_close(train[5][0], MovingShapesClips(8, "train", frames=6, seed=0)[5][0], rtol=0, atol=0)
     assert not torch.equal(train[5][0], val[5][0])
     with pytest.raises(IndexError):
@@ -107,6 +108,8 @@ def test_errors():
         moving_shape_clip(0, speed=0.0)
     with pytest.raises(ValueError, match="split"):
         MovingShapesClips(4, "test")
+    with pytest.raises(ValueError, match="speeds"):
+        MovingShapesClips(4, speeds=(0.5, -1.0))
     with pytest.raises(ValueError, match="frames"):
         table_tennis_clip(2)
     with pytest.raises(ValueError, match="size"):

@@ -126,23 +126,26 @@ def moving_shape_clip(direction: int, frames: int = 16, size: int | tuple[int, i
 
 
 class MovingShapesClips(Dataset):
-    """``n`` moving-shape clips with their direction label (paper notebook X3D); items ``(Tensor[3, T, H, W], int)``.
+    """``n`` moving-shape clips labelled by how the shape moves (paper notebook X3D); items ``(Tensor[3, T, H, W], int)``.
 
-    Labels cycle through the four directions (balanced); clip ``i`` of split ``"train"`` / ``"val"`` uses its own
-    seed derived from ``(seed, split, i)``, so the two splits never share a clip. The speed of each clip is drawn
-    uniformly from ``speed`` (a ``(low, high)`` range, px per frame).
+    The label is ``direction + 4 * speed_index``: one of the four :data:`DIRECTIONS` at one of the ``speeds``
+    (px per frame), so there are ``4 * len(speeds)`` classes (:attr:`num_classes`); the default two speeds make
+    8 classes: direction needs two frames, telling slow from fast needs a long enough or fine enough look.
+    Labels cycle through the classes (balanced); clip ``i`` of split ``"train"`` / ``"val"`` uses its own seed
+    derived from ``(seed, split, i)``, so the two splits never share a clip.
     """
 
     def __init__(self, n: int, split: str = "train", frames: int = 16, size: int | tuple[int, int] = 32,
-                 speed: tuple[float, float] = (0.5, 1.0), seed: int = 0, noise: float = 0.05) -> None:
+                 speeds: tuple[float, ...] = (0.5, 1.0), seed: int = 0, noise: float = 0.05) -> None:
         self.n = _check_positive_int(n, "n")
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        lo, hi = speed
-        if not 0 < lo <= hi:
-            raise ValueError(f"speed must be a range (low, high) with 0 < low <= high, got {speed!r}")
-        self.split, self.frames, self.size, self.speed, self.seed, self.noise = split, frames, size, (lo, hi), seed, noise
-        self.labels = torch.arange(self.n) % len(DIRECTIONS)
+        speeds = tuple(float(v) for v in speeds)
+        if not speeds or min(speeds) <= 0:
+            raise ValueError(f"speeds must be a non-empty sequence of positive px-per-frame values, got {speeds!r}")
+        self.split, self.frames, self.size, self.speeds, self.seed, self.noise = split, frames, size, speeds, seed, noise
+        self.num_classes = 4 * len(speeds)
+        self.labels = torch.arange(self.n) % self.num_classes
         self._base = int(np.random.SeedSequence([seed, 0 if split == "train" else 1]).generate_state(1)[0])
 
     def __len__(self) -> int:
@@ -152,9 +155,9 @@ class MovingShapesClips(Dataset):
         if not 0 <= i < self.n:
             raise IndexError(f"index {i} out of range for {self.n} clips")
         label = int(self.labels[i])
-        s = self._base + 7919 * i
-        speed = float(np.random.default_rng(s + 1).uniform(*self.speed))
-        return moving_shape_clip(label, self.frames, self.size, speed, seed=s, noise=self.noise), label
+        clip = moving_shape_clip(label % 4, self.frames, self.size, self.speeds[label // 4],
+                                 seed=self._base + 7919 * i, noise=self.noise)
+        return clip, label
 
 
 @dataclass
