@@ -1,7 +1,7 @@
 """Synthetic video, deterministic by seed: moving-shape clips and a side view of a table-tennis rally.
 
-Used by the paper notebooks ``lectures/papers/x3d.ipynb`` (moving shapes: the class is the *direction* of motion,
-so one frame cannot tell it) and ``lectures/papers/ttnet.ipynb`` (table tennis: ball position, bounce events and a
+Used by the paper notebooks ``lectures/papers/x3d.ipynb`` (moving shapes: the class is how the shape moves, its
+direction and optionally its speed, so one frame cannot tell it) and ``lectures/papers/ttnet.ipynb`` (table tennis: ball position, bounce events and a
 segmentation mask per frame).
 
 Letter legend: T frames, C colour channels (3), H, W height and width, N clips.
@@ -9,7 +9,7 @@ Convention: a pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)`` in 
 centre is ``(j + 0.5, i + 0.5)``; positions are ``(x, y)`` in those coordinates, ``y`` pointing down.
 
 - :func:`moving_shape_clip`   one clip ``Tensor[C, T, H, W]`` of a shape moving in one of four directions
-- :class:`MovingShapesClips`  a data set of such clips, ``(clip, direction)``
+- :class:`MovingShapesClips`  a data set of such clips, ``(clip, direction + 4 * speed index)``
 - :func:`table_tennis_clip`   one rally: frames, ball positions, bounce frames, segmentation masks
 - :class:`TableTennisClip`    what :func:`table_tennis_clip` returns
 """
