@@ -19,7 +19,6 @@ Letter legend: B batch, F frames per stack (9), H, W height and width, K segment
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
