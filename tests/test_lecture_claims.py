@@ -703,3 +703,81 @@ def test_pbaikal_short_search_fitness_ranks_baikal_below_cross_entropy():
         return evaluate(net, gp_val, device="cpu")["acc"]
 
     assert fitness(BAIKAL_TREE) < fitness(CROSS_ENTROPY_TREE) - 0.1
+
+
+def _px3d_step1(axes: tuple[str, ...]) -> dict[str, float]:
+    # x3d.ipynb's fast settings: 320 / 192 clips of 16 frames, 4 directions at 0.75 px per frame, 3 epochs of Adam
+    # lr 1e-2, batch 16, seed 0; returns the base's and the step-1 candidates' validation accuracy
+    from cvcourse.config import seed_everything
+    from cvcourse.data import materialise
+    from cvcourse.data.video import MovingShapesClips
+    from cvcourse.models.x3d import X3DConfig, build_x3d, expand
+    from cvcourse.train import fit
+
+    train = materialise(MovingShapesClips(320, "train", frames=16, speeds=(0.75,), seed=0))
+    val = materialise(MovingShapesClips(192, "val", frames=16, speeds=(0.75,), seed=0))
+    base = X3DConfig(frames=1, stride=4, resolution=16, width=8, depth=1, bottleneck=1.5)
+    out = {}
+    for name, cfg in [("base", base)] + [(a, expand(base, a, max_duration=16, max_resolution=32)) for a in axes]:
+        seed_everything(0)
+        h = fit(build_x3d(cfg, 4), train, val, epochs=3, lr=1e-2, batch_size=16, seed=0, device="cpu", progress=False)
+        out[name] = h["val_acc"][-1]
+    return out
+
+
+def test_px3d_depthwise_conv3d_costs_c_times_fewer_macs():
+    # x3d.ipynb section 1: the counted multiply-adds of a full 3x3x3 conv over a depthwise one are exactly C
+    from cvcourse.models.cost import count_macs
+
+    for c in (16, 32, 64, 128):
+        x = torch.zeros(8, c, 4, 8, 8)
+        full = count_macs(nn.Conv3d(c, c, 3, padding=1, bias=False), x)
+        dw = count_macs(nn.Conv3d(c, c, 3, padding=1, groups=c, bias=False), x)
+        assert full == c * dw == 27 * c * c * 8 * 4 * 8 * 8
+
+
+def test_px3d_one_frame_base_is_at_chance_and_both_temporal_steps_are_far_above():
+    # x3d.ipynb section 6 on seed 0 (about 6 CPU-s): the one-frame base cannot see motion; the first step's two
+    # temporal candidates (more frames, or a higher frame rate) are far above it
+    acc = _px3d_step1(("frames", "stride"))
+    assert acc["base"] <= 0.35, acc                                     # 4 classes: chance is 0.25
+    assert min(acc["frames"], acc["stride"]) >= acc["base"] + 0.15, acc
+
+
+def test_pttnet_decoded_gaussian_target_is_within_half_a_pixel():
+    # ttnet.ipynb section 2: the arg-max of a 1-D Gaussian target lands on the pixel holding the centre
+    from cvcourse.models.ttnet import decode_position, gaussian_target
+
+    xy = torch.rand(1000, 2, generator=torch.Generator().manual_seed(0)) * torch.tensor([64.0, 48.0])
+    dec = decode_position(gaussian_target(xy[:, 0], 64, 1.0), gaussian_target(xy[:, 1], 48, 1.0))
+    assert (dec - xy).abs().max() <= 0.5 + 1e-5
+
+
+def test_pttnet_masks_are_learnt_before_the_ball():
+    # ttnet.ipynb section 4, first two of its six fast-mode epochs (about 9 CPU-s): mask mIoU is already high while
+    # the ball is still several pixels off
+    from torch.utils.data import DataLoader, WeightedRandomSampler
+
+    from cvcourse.config import seed_everything
+    from cvcourse.models.ttnet import TTNet, table_tennis_stacks, ttnet_evaluate, ttnet_loss
+    from cvcourse.train import fit
+
+    train = table_tennis_stacks(16, frames=40, size=(48, 64), seed=0)
+    test = table_tennis_stacks(6, frames=40, size=(48, 64), seed=1)
+    events = train.tensors[2]
+    share = events.mean().item()
+    weights = torch.where(events > 0.5, 0.4 / share, 0.6 / (1 - share))
+    loader = DataLoader(train, batch_size=16,
+                        sampler=WeightedRandomSampler(weights, len(train), generator=torch.Generator().manual_seed(0)))
+
+    def step(model, batch):
+        stack, ball, event, mask = batch
+        return ttnet_loss(model(stack), {"ball": ball, "event": event, "mask": mask}, sigma=1.0)
+
+    seed_everything(0)
+    model = TTNet(frames=9, size=(48, 64), width=16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for epoch in range(2):
+        fit(model, loader, epochs=1, optimizer=optimizer, step_fn=step, device="cpu", seed=epoch, progress=False)
+    early = ttnet_evaluate(model, test)
+    assert early["seg_miou"] >= 0.8 and early["ball_error_px"] >= 3.0, early
