@@ -234,7 +234,7 @@ def warp_image(image: Tensor, src: Tensor | None = None, dst: Tensor | None = No
     """Warp images so that what was at ``src`` lands at ``dst`` (thin-plate spline, bilinear sampling).
 
     Differentiable in ``image``, ``src`` and ``dst`` (``torch.nn.functional.grid_sample`` with
-    ``align_corners=True``, zeros outside the image). A pure translation ``dst = src + t`` by whole pixels
+    ``align_corners=True``; outside the image it repeats the border pixels). A pure translation ``dst = src + t`` by whole pixels
     shifts the image by ``t`` exactly.
 
     Args:
@@ -258,7 +258,7 @@ def warp_image(image: Tensor, src: Tensor | None = None, dst: Tensor | None = No
     scale = grid.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
     norm = grid * scale - 1.0  # pixels -> [-1, 1] (align_corners=True)
     norm = norm.to(image.dtype).unsqueeze(0).expand(image.shape[0], h, w, 2)
-    return F.grid_sample(image, norm, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return F.grid_sample(image, norm, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def warp_smoothness(grid: Tensor) -> Tensor:
@@ -277,9 +277,9 @@ def warp_smoothness(grid: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------- the optimisation
 
 def stylize(content: Tensor, style: Tensor, features: nn.Module, *, steps: int = 100, lr: float = 0.02,
-            content_layers: Sequence[int] = (3,), content_weight: float = 1.0, style_weight: float = 1e3,
-            src: Tensor | None = None, dst: Tensor | None = None, keypoint_weight: float = 10.0,
-            smoothness_weight: float = 1.0, warp_lr: float = 0.5) -> tuple[Tensor, dict[str, list[float]]]:
+            content_layers: Sequence[int] = (3,), content_weight: float = 1.0, style_weight: float = 1.0,
+            src: Tensor | None = None, dst: Tensor | None = None, keypoint_weight: float = 30.0,
+            smoothness_weight: float = 100.0, warp_lr: float = 1.0) -> tuple[Tensor, dict[str, list[float]]]:
     """Style transfer by optimising the pixels (Gatys et al.), or Deformable Style Transfer (Kim et al.).
 
     Gatys: start from the content image ``X = I_c`` and minimise ``content_weight * L_content(X, I_c) +
@@ -288,8 +288,8 @@ def stylize(content: Tensor, style: Tensor, features: nn.Module, *, steps: int =
     DST (when ``src`` and ``dst`` are given): also optimise displacements ``theta`` of the content keypoints
     ``src``; ``W(X, theta)`` is ``X`` warped by the thin-plate spline moving ``src`` to ``src + theta``. The loss
     becomes ``content_weight * L_content(X, I_c) + style_weight * (L_style(X) + L_style(W(X, theta))) +
-    keypoint_weight * mean |src + theta - dst|^2 / S^2 + smoothness_weight * TV(warp field)``
-    (``S = max(H, W)``), and the result is the warped, stylised ``W(X, theta)``: style *and* shape.
+    keypoint_weight * mean |src + theta - dst|^2 + smoothness_weight * TV(warp field)``
+    (distances in pixels), and the result is the warped, stylised ``W(X, theta)``: style *and* shape.
 
     Args:
         content (Tensor[1, 3, H, W]), style (Tensor[1, 3, H', W']): images in [0, 1].
@@ -331,7 +331,6 @@ def stylize(content: Tensor, style: Tensor, features: nn.Module, *, steps: int =
         params.append({"params": [theta], "lr": warp_lr})
     opt = torch.optim.Adam(params)
     h, w = content.shape[-2:]
-    scale = float(max(h, w))
     history: dict[str, list] = {"content": [], "style": [], "total": []}
     if deformable:
         history.update(style_warped=[], keypoints=[], smoothness=[])
@@ -349,19 +348,19 @@ def stylize(content: Tensor, style: Tensor, features: nn.Module, *, steps: int =
         if deformable:
             warped, grid = warped_of(x)
             lsw = style_loss(features(warped), target_grams)
-            lk = (src + theta - dst).square().sum(1).mean() / scale ** 2
+            lk = (src + theta - dst).square().sum(1).mean()
             lt = warp_smoothness(grid)
             total = total + style_weight * lsw + keypoint_weight * lk + smoothness_weight * lt
-            history["style_warped"].append(float(lsw))
-            history["keypoints"].append(float((src + theta - dst).norm(dim=1).mean()))
-            history["smoothness"].append(float(lt))
+            history["style_warped"].append(lsw.item())
+            history["keypoints"].append((src + theta - dst).norm(dim=1).mean().item())
+            history["smoothness"].append(lt.item())
         total.backward()
         opt.step()
         with torch.no_grad():
             x.clamp_(0, 1)
-        history["content"].append(float(lc))
-        history["style"].append(float(ls))
-        history["total"].append(float(total))
+        history["content"].append(lc.item())
+        history["style"].append(ls.item())
+        history["total"].append(total.item())
     with torch.no_grad():
         if deformable:
             history["theta"] = theta.detach().tolist()

@@ -115,8 +115,9 @@ def test_warp_by_a_pure_translation_shifts_the_image():
     src = torch.tensor([[3.0, 4.0], [15.0, 5.0], [8.0, 16.0], [20.0, 12.0]])
     out = warp_image(img, src, src + torch.tensor([3.0, -2.0]))  # content moves 3 px right and 2 px up
     assert_close(out[:, :, :-2, 3:], img[:, :, 2:, :-3], atol=1e-5, rtol=0)
-    assert out[:, :, :, :3].abs().max() < 1e-5  # uncovered columns on the left read from outside: zeros
-    assert out[:, :, -2:, :].abs().max() < 1e-5
+    # uncovered pixels read from outside the image: the nearest border pixel is repeated
+    assert_close(out[:, :, :-2, :3], img[:, :, 2:, :1].expand(-1, -1, -1, 3), atol=1e-5, rtol=0)
+    assert_close(out[:, :, -2:, 3:], img[:, :, -1:, :-3].expand(-1, -1, 2, -1), atol=1e-5, rtol=0)
 
 
 def test_warp_moves_content_from_src_to_dst():
