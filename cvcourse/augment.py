@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from cvcourse._checks import check_tensor
 
-__all__ = ["attention_grid", "attentive_cutmix", "cutmix", "rand_box", "sample_beta", "top_cells"]
+__all__ = ["attention_grid", "attentive_cutmix", "cutmix", "mixing_step", "rand_box", "sample_beta", "top_cells"]
 
 
 def _check_batch(images: Tensor, labels: Tensor, num_classes: int) -> None:
@@ -100,14 +100,20 @@ def cutmix(images: Tensor, labels: Tensor, num_classes: int, alpha: float = 1.0,
 
 
 @torch.no_grad()
-def attention_grid(model: nn.Module, images: Tensor, size: int | None = None, batch_size: int = 64) -> Tensor:
+def attention_grid(model: nn.Module, images: Tensor, size: int | None = None, stage: str | None = None,
+                   batch_size: int = 64) -> Tensor:
     """Attentive CutMix's attention: the channel mean of a pretrained network's final feature map.
+
+    (The paper does not say how the 2048 channels of its ResNet-50 map become one score per cell; the channel
+    mean is the class-agnostic choice.)
 
     Args:
         model: has ``forward_features(x) -> (B, D, h, w)`` and takes images in [0, 1] (e.g. lecture 6's
             ``pretrained_body``: Lite0 behind its normalisation; at 224 px its map is 7 x 7, the paper's grid).
         images (Tensor[B, 3, H, W]) in [0, 1].
         size: resize the images to ``size x size`` first (bilinear), e.g. to give small images a larger map.
+        stage: None for the final map (``forward_features``), or a key of ``model.forward_stages(x)`` such as
+            ``"stride16"`` for a finer, cheaper map of an earlier stage.
         batch_size: images per forward pass.
 
     Returns:
@@ -122,7 +128,8 @@ def attention_grid(model: nn.Module, images: Tensor, size: int | None = None, ba
         x = x.to(dev)
         if size is not None:
             x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        out.append(model.forward_features(x).mean(1).to(images.device))  # (B, D, h, w) -> (B, h, w)
+        f = model.forward_features(x) if stage is None else model.forward_stages(x)[stage]
+        out.append(f.mean(1).to(images.device))  # (B, D, h, w) -> (B, h, w)
     return torch.cat(out) if out else images.new_zeros(0, 1, 1)
 
 
@@ -180,3 +187,34 @@ def attentive_cutmix(images: Tensor, labels: Tensor, num_classes: int, attention
     mask = grid_mask[:, :, rows][:, :, :, cols]  # (B, 1, g, g') -> (B, 1, H, W)
     mixed = images * (1 - mask) + images[perm] * mask
     return mixed, _mix_targets(labels, perm, mask.mean(dim=(1, 2, 3)), num_classes)
+
+
+def mixing_step(method: str, num_classes: int, k: int = 6, alpha: float = 1.0,
+                generator: torch.Generator | None = None):
+    """A ``step_fn`` for :func:`cvcourse.train.fit` that mixes every training batch before the loss.
+
+    The batches must be ``(images, attention, labels)`` (e.g. a ``TensorDataset`` of the images, their
+    :func:`attention_grid` maps and labels), so that the three methods see the same data and order.
+
+    Args:
+        method: ``"none"`` (plain cross-entropy), ``"cutmix"`` or ``"attentive"``.
+        num_classes, k, alpha: as in :func:`cutmix` / :func:`attentive_cutmix`.
+        generator: for reproducible boxes and partners.
+
+    Returns:
+        ``step_fn(model, batch) -> loss``: cross-entropy of the model's logits on the (mixed) targets.
+    """
+    if method not in ("none", "cutmix", "attentive"):
+        raise ValueError(f"method must be 'none', 'cutmix' or 'attentive', got {method!r}")
+
+    def step_fn(model: nn.Module, batch) -> Tensor:
+        images, attention, labels = batch
+        if method == "cutmix":
+            images, targets = cutmix(images, labels, num_classes, alpha, generator)
+        elif method == "attentive":
+            images, targets = attentive_cutmix(images, labels, num_classes, attention, k, generator)
+        else:
+            targets = labels
+        return F.cross_entropy(model(images), targets)
+
+    return step_fn

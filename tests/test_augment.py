@@ -146,3 +146,19 @@ def test_bad_input_raises():
         attentive_cutmix(images, labels, 4, torch.rand(6, 3, 3), k=10)
     with pytest.raises(ValueError, match="lam"):
         rand_box((4, 4), 1.5)
+
+
+def test_mixing_step_losses():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 3))
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    att = torch.rand(6, 2, 2)
+    plain = mixing_step("none", 3)(model, (x, att, y))
+    assert_close(plain, torch.nn.functional.cross_entropy(model(x), y))
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    mixed, targets = attentive_cutmix(x, y, 3, att, k=1, generator=g1)
+    assert_close(mixing_step("attentive", 3, k=1, generator=g2)(model, (x, att, y)),
+                 torch.nn.functional.cross_entropy(model(mixed), targets))
+    with pytest.raises(ValueError, match="method"):
+        mixing_step("mixup", 3)
