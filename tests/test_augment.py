@@ -7,7 +7,7 @@ import torch
 from scipy import stats
 from torch.testing import assert_close
 
-from cvcourse.augment import attention_grid, attentive_cutmix, cutmix, rand_box, sample_beta, top_cells
+from cvcourse.augment import attention_grid, attentive_cutmix, cutmix, mixing_step, rand_box, sample_beta, top_cells
 
 
 def _indexed_batch(b=6, h=12, w=16):
