@@ -453,3 +453,34 @@ def test_pdct_gate_drops_most_channels_and_prefers_low_frequencies():
     assert heat.mean() <= 0.25, heat.mean()          # at least 75 % of the channels dropped
     assert heat[low].mean() > 2 * heat[~low].mean()  # low frequencies are kept more often
     assert h["val_acc"][-1] >= 0.7, h["val_acc"]     # 7 classes: chance is 0.14
+
+
+def test_pacm_attentive_cutmix_does_not_beat_no_mixing_by_the_papers_margin():
+    # attentive_cutmix.ipynb's fast settings (800 digits at 16 px, Lite0 stride-16 attention at 64 px, k = 2,
+    # 4 epochs, seeds 0-4), attentive vs none only (about 14 CPU-s): the +1.5 % is NOT reproduced at our scale
+    from torch.utils.data import TensorDataset
+
+    from cvcourse.augment import attention_grid, mixing_step
+    from cvcourse.config import seed_everything
+    from cvcourse.data import DigitsDataset, materialise
+    from cvcourse.experiments import pretrained_body
+    from cvcourse.models.classic import SmallAlexNet
+    from cvcourse.train import evaluate, fit
+
+    train = materialise(DigitsDataset(train=True, image_size=16))
+    test = materialise(DigitsDataset(train=False, image_size=16))
+    x, y = train.tensors[0][:800], train.tensors[1][:800]
+    att = attention_grid(pretrained_body("cpu"), x, size=64, stage="stride16")
+    data = TensorDataset(x, att, y)
+
+    def run(method, seed):
+        seed_everything(seed)
+        model = SmallAlexNet(num_classes=10, widths=(16, 32, 64), hidden=64, dropout=0.0)
+        step = mixing_step(method, 10, k=2, generator=torch.Generator().manual_seed(seed))
+        fit(model, data, epochs=4, lr=3e-3, batch_size=32, seed=seed, step_fn=step, device="cpu", progress=False)
+        return 100 * evaluate(model, test, device="cpu")["acc"]
+
+    gaps = np.array([run("attentive", s) - run("none", s) for s in range(5)])
+    se = gaps.std(ddof=1) / np.sqrt(len(gaps))
+    assert gaps.mean() < 1.5, gaps                   # not the paper's +1.5 points
+    assert gaps.mean() - 2 * se <= 0, (gaps, se)     # and not significantly above no mixing either
