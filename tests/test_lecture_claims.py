@@ -781,3 +781,71 @@ def test_pttnet_masks_are_learnt_before_the_ball():
         fit(model, loader, epochs=1, optimizer=optimizer, step_fn=step, device="cpu", seed=epoch, progress=False)
     early = ttnet_evaluate(model, test)
     assert early["seg_miou"] >= 0.8 and early["ball_error_px"] >= 3.0, early
+
+
+def test_pacm_attentive_cutmix_does_not_beat_no_mixing_by_the_papers_margin():
+    # attentive_cutmix.ipynb's fast settings (800 digits at 16 px, Lite0 stride-16 attention at 64 px, k = 2,
+    # 4 epochs, seeds 0-4), attentive vs none only (about 14 CPU-s): the +1.5 % is NOT reproduced at our scale
+    from torch.utils.data import TensorDataset
+
+    from cvcourse.augment import attention_grid, mixing_step
+    from cvcourse.config import seed_everything
+    from cvcourse.data import DigitsDataset, materialise
+    from cvcourse.experiments import pretrained_body
+    from cvcourse.models.classic import SmallAlexNet
+    from cvcourse.train import evaluate, fit
+
+    train = materialise(DigitsDataset(train=True, image_size=16))
+    test = materialise(DigitsDataset(train=False, image_size=16))
+    x, y = train.tensors[0][:800], train.tensors[1][:800]
+    att = attention_grid(pretrained_body("cpu"), x, size=64, stage="stride16")
+    data = TensorDataset(x, att, y)
+
+    def run(method, seed):
+        seed_everything(seed)
+        model = SmallAlexNet(num_classes=10, widths=(16, 32, 64), hidden=64, dropout=0.0)
+        step = mixing_step(method, 10, k=2, generator=torch.Generator().manual_seed(seed))
+        fit(model, data, epochs=4, lr=3e-3, batch_size=32, seed=seed, step_fn=step, device="cpu", progress=False)
+        return 100 * evaluate(model, test, device="cpu")["acc"]
+
+    gaps = np.array([run("attentive", s) - run("none", s) for s in range(5)])
+    se = gaps.std(ddof=1) / np.sqrt(len(gaps))
+    assert gaps.mean() < 1.5, gaps                   # not the paper's +1.5 points
+    assert gaps.mean() - 2 * se <= 0, (gaps, se)     # and not significantly above no mixing either
+
+
+def test_pdst_dst_moves_the_keypoints_and_beats_warping_the_gatys_result_afterwards():
+    # deformable_style_transfer.ipynb's fast settings (112 px, 120 steps; about 11 CPU-s)
+    import torch.nn.functional as F
+
+    from cvcourse.config import seed_everything
+    from cvcourse.data import photo_tensor
+    from cvcourse.style import LiteFeatures, style_loss, gram_matrix, stylize, tps_grid, warp_image
+
+    size, steps = 112, 120
+    seed_everything(0)
+
+    def square(name, y0, y1, x0, x1):
+        crop = photo_tensor(name)[None, :, y0:y1, x0:x1]
+        return F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+    content, style = square("chelsea", 0, 300, 70, 370), square("astronaut", 20, 220, 126, 326)
+    src_face = torch.tensor([[100.0, 115.0], [250.0, 140.0], [195.0, 240.0]]) * size / 300
+    dst_face = torch.tensor([[75.0, 80.0], [123.0, 80.0], [100.0, 118.0]]) * size / 200
+    m = size - 1.0
+    frame = torch.tensor([[0, 0], [m, 0], [0, m], [m, m], [m / 2, 0], [0, m / 2], [m, m / 2], [m / 2, m]])
+    src, dst = torch.cat([src_face, frame]), torch.cat([dst_face, frame])
+    features = LiteFeatures(layers=(1, 2, 3, 4))
+    gatys, _ = stylize(content, style, features, steps=steps)
+    dst_out, hist = stylize(content, style, features, steps=steps, src=src, dst=dst)
+    theta = torch.tensor(hist["theta"])
+    gatys_warped = warp_image(gatys, grid=tps_grid(src, src + theta, (size, size)))
+    with torch.no_grad():
+        g_style = [gram_matrix(f) for f in features(style)]
+        loss = {name: style_loss(features(img), g_style).item()
+                for name, img in [("gatys", gatys), ("warped", gatys_warped), ("dst", dst_out)]}
+    before = (src_face - dst_face).norm(dim=1).mean()
+    after = ((src + theta)[:3] - dst_face).norm(dim=1).mean()
+    assert after < 0.2 * before, (after, before)      # the shape is transferred
+    assert loss["dst"] < loss["warped"], loss         # joint optimisation beats warping afterwards
+    assert loss["gatys"] < loss["dst"], loss          # and pays for the shape with some style loss
