@@ -143,7 +143,7 @@ def logistic_regression_predict(support: Tensor, support_y: Tensor, query: Tenso
     x = support.detach().double()
     w = torch.zeros(n_way, x.shape[1], dtype=x.dtype, device=x.device, requires_grad=True)
     b = torch.zeros(n_way, dtype=x.dtype, device=x.device, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure() -> Tensor:
