@@ -496,7 +496,7 @@ def _pfse_digits():
 
 
 def test_pfse_lite0_logistic_regression_and_nearest_mean_both_above_88_percent_at_5_shots_within_noise():
-    # the notebook's section 2 on its fast settings (360 photo patches, 70 episodes, seed 0); about 6 CPU-s
+    # the notebook's section 2 on its fast settings (360 photo patches, 50 episodes, seed 0); about 6 CPU-s
     from torch.utils.data import TensorDataset
 
     from cvcourse.data.patches import PhotoPatches
@@ -509,14 +509,14 @@ def test_pfse_lite0_logistic_regression_and_nearest_mean_both_above_88_percent_a
     images = torch.stack([pool[i][0] for i in range(len(pool))])
     labels = torch.stack([pool[i][1] for i in range(len(pool))])
     feats, labels = extract_features(pretrained_body("cpu"), TensorDataset(images, labels))
-    lr, h_lr = mean_confidence_interval(evaluate_episodes(feats, labels, logistic_regression_predict, 5, 5, 15, 70))
-    nm, h_nm = mean_confidence_interval(evaluate_episodes(feats, labels, nearest_mean_predict, 5, 5, 15, 70))
+    lr, h_lr = mean_confidence_interval(evaluate_episodes(feats, labels, logistic_regression_predict, 5, 5, 15, 50))
+    nm, h_nm = mean_confidence_interval(evaluate_episodes(feats, labels, nearest_mean_predict, 5, 5, 15, 50))
     assert lr >= 0.88 and nm >= 0.88, (lr, nm)
     assert abs(lr - nm) <= h_lr + h_nm, (lr, nm, h_lr, h_nm)  # the notebook's "within noise"
 
 
 def test_pfse_five_class_teacher_transfers_worse_than_untrained_cnn_and_born_again_does_not_fix_it():
-    # the notebook's section 3 on seed 0 (8 epochs, 70 episodes, 5-shot logistic regression); about 5 CPU-s
+    # the notebook's section 3 on seed 0 (8 epochs, 50 episodes, 5-shot logistic regression); about 5 CPU-s
     from cvcourse.config import seed_everything
     from cvcourse.fewshot import (born_again_step, evaluate_episodes, logistic_regression_predict,
                                   mean_confidence_interval, pooled_features)
@@ -536,7 +536,7 @@ def test_pfse_five_class_teacher_transfers_worse_than_untrained_cnn_and_born_aga
 
     def acc(net):
         f = pooled_features(net.features, novel_x)
-        return mean_confidence_interval(evaluate_episodes(f, novel_y, logistic_regression_predict, 5, 5, 15, 70))
+        return mean_confidence_interval(evaluate_episodes(f, novel_y, logistic_regression_predict, 5, 5, 15, 50))
 
     (t, h_t), (s, h_s), (u, _) = acc(teacher), acc(student), acc(untrained)
     assert u > t + 0.05, (u, t)           # five base classes: the trained embedding transfers worse than random filters
