@@ -17,7 +17,7 @@ V = len(CharVocab())
 
 
 def _model(**kw):
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # pre-norm layers by default; the attention test also runs post-norm
     return TextRecognizer(V, dropout=0.0, **kw).eval()
 
 
@@ -42,6 +42,20 @@ def test_column_features_shape_and_errors():
         f(torch.rand(2, 3, 32, 100))
     with pytest.raises(ValueError, match="divisible"):
         ColumnFeatures(image_size=(30, 96))
+    assert ColumnFeatures(dim=8, image_size=(32, 64), column_width=8)(torch.rand(1, 3, 32, 64)).shape == (1, 8, 8)
+    with pytest.raises(ValueError, match="column_width"):
+        ColumnFeatures(column_width=5)
+
+
+def test_column_tokens_see_their_own_strip_of_the_image():
+    # changing the right half of the image leaves the leftmost column tokens unchanged (receptive field ~ 15 px)
+    f = ColumnFeatures(image_size=(32, 64)).eval()
+    x = torch.rand(1, 3, 32, 64)
+    y = x.clone()
+    y[..., 40:] = torch.rand(1, 3, 32, 24)
+    a, b = f(x), f(y)
+    torch.testing.assert_close(a[:, :6], b[:, :6])   # columns 0..5 cover pixels 0..23 (+ receptive field < 40)
+    assert (a[:, 12:] - b[:, 12:]).abs().max() > 1e-3
 
 
 def test_teacher_forcing_output_shape_and_loss():
@@ -119,8 +133,9 @@ def test_greedy_decoding_runs_at_most_max_len_plus_one_steps():
     assert ids.shape == (1, 5) and model.calls == 4
 
 
-def test_greedy_decode_matches_teacher_forcing_on_its_own_output_and_returns_attention():
-    model = _model(num_decoder_layers=2)
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_greedy_decode_matches_teacher_forcing_on_its_own_output_and_returns_attention(norm_first):
+    model = _model(num_decoder_layers=2, norm_first=norm_first)
     images = torch.rand(3, 3, 32, 96)
     ids, attention = model.greedy_decode(images, return_attention=True)
     assert ids[:, 0].eq(1).all() and ids.shape[1] <= model.max_len + 2
@@ -139,7 +154,11 @@ def test_greedy_decode_matches_teacher_forcing_on_its_own_output_and_returns_att
     y = model.embed(ids[:, :-1]) + model.pos_text[:, :ids.shape[1] - 1]
     for earlier in model.transformer.decoder.layers[:-1]:
         y = earlier(y, memory, tgt_mask=causal_mask(y.shape[1]))
-    x = layer.norm1(y + layer._sa_block(y, causal_mask(y.shape[1]), None))
+    mask = causal_mask(y.shape[1])
+    if layer.norm_first:   # x + SA(LN1(x)), then cross-attention reads LN2(x)
+        x = layer.norm2(y + layer._sa_block(layer.norm1(y), mask, None))
+    else:                  # LN1(x + SA(x))
+        x = layer.norm1(y + layer._sa_block(y, mask, None))
     _, ref = layer.multihead_attn(x, memory, memory, need_weights=True)
     torch.testing.assert_close(attention, ref)
     # without return_attention nothing is kept and plain calls are unchanged

@@ -174,13 +174,17 @@ def _colours(rng: np.random.Generator, min_contrast: float) -> tuple[np.ndarray,
 
 def render_word(text: str, rng: np.random.Generator, size: tuple[int, int] = (32, 96),
                 fonts: Sequence[str] | None = None, max_rotation: float = 4.0, noise_std: float = 0.04,
-                min_contrast: float = 0.35) -> np.ndarray:
+                min_contrast: float = 0.35, fill: bool = True) -> np.ndarray:
     """Render ``text`` as a ``float32 (3, H, W)`` image in ``[0, 1]`` with random style drawn from ``rng``.
 
     The font (one of ``fonts``, default :func:`font_paths`), font size (55-85 % of ``H``), text and background
     colours (luminance contrast at least ``min_contrast``), rotation (uniform in ``+-max_rotation`` degrees),
-    position (random, the word kept inside the image; a word too wide for ``W`` is shrunk to fit) and Gaussian
-    pixel noise (standard deviation uniform in ``[0, noise_std]``) all come from ``rng``.
+    placement and Gaussian pixel noise (standard deviation uniform in ``[0, noise_std]``) all come from ``rng``.
+
+    Placement: with ``fill=True`` (default) the rendered word, with random margins of up to 8 % of each side, is
+    resized to the whole ``(H, W)`` image, as a detected word box is cropped and resized before recognition (the
+    paper resizes every crop to 96 x 96); short words are stretched. With ``fill=False`` the word keeps its aspect
+    ratio at a random position (shrunk only if it does not fit).
 
     Raises:
         ValueError: for an empty ``text``, a size below ``(8, 8)`` or negative rotation/noise.
@@ -206,12 +210,18 @@ def render_word(text: str, rng: np.random.Generator, size: tuple[int, int] = (32
     canvas = Image.new("L", (x1 - x0 + 2 * pad, y1 - y0 + 2 * pad), 0)
     ImageDraw.Draw(canvas).text((pad - x0, pad - y0), text, fill=255, font=font)
     canvas = canvas.rotate(angle, resample=Image.BILINEAR, expand=True, fillcolor=0)
-    scale = min(1.0, (width - 2) / canvas.width, (height - 2) / canvas.height)
-    if scale < 1.0:
-        canvas = canvas.resize((max(1, int(canvas.width * scale)), max(1, int(canvas.height * scale))),
-                               Image.BILINEAR)
-    left = int(rng.integers(0, width - canvas.width + 1))
-    top = int(rng.integers(0, height - canvas.height + 1))
+    if fill:
+        mx0, mx1 = (int(m) for m in rng.integers(0, max(1, int(0.08 * width)) + 1, size=2))
+        my0, my1 = (int(m) for m in rng.integers(0, max(1, int(0.08 * height)) + 1, size=2))
+        canvas = canvas.resize((width - mx0 - mx1, height - my0 - my1), Image.BILINEAR)
+        left, top = mx0, my0
+    else:
+        scale = min(1.0, (width - 2) / canvas.width, (height - 2) / canvas.height)
+        if scale < 1.0:
+            canvas = canvas.resize((max(1, int(canvas.width * scale)), max(1, int(canvas.height * scale))),
+                                   Image.BILINEAR)
+        left = int(rng.integers(0, width - canvas.width + 1))
+        top = int(rng.integers(0, height - canvas.height + 1))
     mask = np.zeros((height, width), np.float32)
     mask[top:top + canvas.height, left:left + canvas.width] = np.asarray(canvas, np.float32) / 255.0
 
@@ -256,7 +266,8 @@ class SyntheticWords(Dataset):
         max_len: the longest text allowed; ``tokens`` have length ``T = max_len + 2``.
         length: ``(min, max)`` length of random strings.
         words: the vocabulary for ``"words"`` (every word must fit ``max_len`` and ``vocab``).
-        **render_kwargs: passed to :func:`render_word` (``fonts``, ``max_rotation``, ``noise_std``, ``min_contrast``).
+        **render_kwargs: passed to :func:`render_word` (``fonts``, ``max_rotation``, ``noise_std``, ``min_contrast``,
+            ``fill``).
 
     Raises:
         ValueError: for ``n < 1``, an unknown ``source``, or words that do not fit ``vocab`` / ``max_len``.
