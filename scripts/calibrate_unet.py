@@ -138,13 +138,23 @@ WHAT = {
 }
 
 
+DEFAULTS = {"warmup_steps": 0, "lr_schedule": "constant"}  # what train_and_score assumes for keys a budget lacks
+
+
 def _training_part(budget) -> dict:
     """The budget without ``threshold`` and ``seeds``: what a run's mean IoU depends on."""
-    return json.loads(json.dumps({k: v for k, v in budget.items() if k not in ("threshold", "seeds")}))  # tuples as lists
+    part = {k: v for k, v in {**DEFAULTS, **budget}.items() if k not in ("threshold", "seeds")}
+    return json.loads(json.dumps(part))  # tuples as lists
+
+
+def _difference(budget) -> str:
+    """How a run's budget differs from the current one, e.g. ``lr 0.005, batch_size 4`` ("" if it does not)."""
+    mine, cur = _training_part(budget), _training_part(UNPOOL_UNET)
+    return ", ".join(f"{k} {mine[k]}" for k in mine if mine[k] != cur.get(k))
 
 
 def run(args: argparse.Namespace) -> None:
-    budget = dict(UNPOOL_UNET, epochs=args.epochs or UNPOOL_UNET["epochs"])
+    budget = {**DEFAULTS, **UNPOOL_UNET, **json.loads(args.override)}
     print(f"budget = {budget}; torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     done = set()
     if args.json and args.json.exists():  # resume: skip the runs this log already has for this budget
@@ -174,9 +184,37 @@ def _fmt(x: float) -> str:
     return "rejected" if math.isnan(x) else f"{x:.3f}"
 
 
+def _tried_table(tried: list[dict], current: list[dict]) -> list[str]:
+    """Markdown lines: per variant and budget change (in the order first run), the scores of each seed."""
+    if not tried:
+        return []
+    groups: dict[tuple[str, str], dict[int, float]] = {}
+    for r in tried + [r for r in current if r["variant"] in {t["variant"] for t in tried}]:
+        key = (r["variant"], _difference(r["budget"]) or "**the budget above**")
+        groups.setdefault(key, {})[r["seed"]] = float("nan") if r["score"] is None else r["score"]
+    seeds = sorted({s for g in groups.values() for s in g})
+    lines = [
+        "## What was tried",
+        "",
+        "Exploratory runs on other budgets (same data, model and score; logged by `--override`), next to the chosen",
+        "budget's runs of the same variant. A run that scores 0 stayed at or fell back to one class everywhere.",
+        "",
+        "| variant | budget change | " + " | ".join(f"seed {s}" for s in seeds) + " | min | median |",
+        "|---|---|" + "---|" * (len(seeds) + 2),
+    ]
+    for (v, diff), got in groups.items():
+        vals = [got.get(s) for s in seeds]
+        cells = " | ".join("–" if x is None else _fmt(x) for x in vals)
+        done = [x for x in vals if x is not None]
+        lines.append(f"| {v} | {diff} | {cells} | {_fmt(min(done))} | {_fmt(statistics.median(done))} |")
+    return lines + [""]
+
+
 def write_doc(paths: list[Path]) -> None:
     runs = [json.loads(line) for p in paths for line in p.read_text().splitlines() if line.strip()]
-    runs = [r for r in runs if "score" in r and _training_part(r["budget"]) == _training_part(UNPOOL_UNET)]
+    runs = [r for r in runs if "score" in r]
+    tried = [r for r in runs if _difference(r["budget"])]  # exploration: other budgets (the what-was-tried table)
+    runs = [r for r in runs if not _difference(r["budget"])]
     by: dict[str, dict[int, float]] = {}
     for r in runs:
         by.setdefault(r["variant"], {})[r["seed"]] = float("nan") if r["score"] is None else r["score"]
@@ -235,6 +273,7 @@ def write_doc(paths: list[Path]) -> None:
         + (f"; the base-16 `wide` variant (calibration only: the test builds base {g['base_channels']}) "
            f"{statistics.median(wide):.1f}" if wide else "") + ".",
         "",
+        *_tried_table(tried, runs),
         "## Results",
         "",
         "    OMP_NUM_THREADS=1 nice .venv/bin/python scripts/calibrate_unet.py --seeds 0 1 2 3 4 --json docs/unet_calibration_runs.jsonl",
@@ -293,7 +332,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--epochs", type=int, default=None, help="override the budget's epochs (exploration only)")
+    parser.add_argument("--override", default="{}",
+                        help='JSON of budget keys to change, e.g. \'{"lr": 0.005}\' (exploration only: log to another file)')
     parser.add_argument("--json", type=Path, default=None, help="append one JSON line per run to this file")
     parser.add_argument("--doc", type=Path, nargs="+", default=None, help="rewrite docs/unet_calibration.md from these logs")
     args = parser.parse_args()
