@@ -8,7 +8,8 @@ per run; ``--doc`` regenerates ``docs/unet_calibration.md`` from those lines. A 
 0.1 below the worst run of every correct variant and above every broken one.
 
     OMP_NUM_THREADS=1 nice .venv/bin/python scripts/calibrate_unet.py --seeds 0 1 2 3 4 --json docs/unet_calibration_runs.jsonl
-    .venv/bin/python scripts/calibrate_unet.py --doc docs/unet_calibration_runs.jsonl   # rewrite docs/unet_calibration.md
+    .venv/bin/python scripts/calibrate_unet.py --doc docs/unet_calibration_runs.jsonl docs/unet_calibration_explore.jsonl
+    # rewrites docs/unet_calibration.md; runs of other budgets (``--override``) form its what-was-tried table
 
 Correct variants: ``batch``/``group``/``none`` are ``cvcourse.models.UNet`` with that norm (``none`` as in the
 paper) and 2x2 transposed-conv up-sampling; ``upsample``/``upsample_none`` replace each transposed convolution
@@ -287,7 +288,10 @@ def write_doc(paths: list[Path]) -> None:
         "## Results",
         "",
         "    OMP_NUM_THREADS=1 nice .venv/bin/python scripts/calibrate_unet.py --seeds 0 1 2 3 4 --json docs/unet_calibration_runs.jsonl",
-        "    .venv/bin/python scripts/calibrate_unet.py --doc docs/unet_calibration_runs.jsonl",
+        "    .venv/bin/python scripts/calibrate_unet.py --doc docs/unet_calibration_runs.jsonl docs/unet_calibration_explore.jsonl",
+        "",
+        "(The exploration: `--variants none --override '{\"lr\": 0.005}' --json docs/unet_calibration_explore.jsonl` and",
+        "the like. Runs of the current budget in either log land in this table.)",
         "",
         "Score of each run (\"rejected\": the precondition failed):",
         "",
@@ -310,6 +314,17 @@ def write_doc(paths: list[Path]) -> None:
         f"Worst run of a correct variant: {_fmt(worst_ok)} ({worst_ok - thr:+.3f} from the threshold {thr}); best run of a "
         f"broken variant that was trained: {_fmt(best_bad)} ({best_bad - thr:+.3f}).",
     ]
+    gap = worst_ok - best_bad
+    if not math.isnan(gap):
+        lines += [
+            "",
+            f"The gap between the two is {gap:.3f}: "
+            + ("enough for a threshold 0.1 below every correct run and above every broken one."
+               if gap > 0.1 else
+               "less than the goal's 0.1, so no threshold keeps every correct run 0.1 above it with every broken run "
+               f"below it; the best possible margin on both sides, at the midpoint {(worst_ok + best_bad) / 2:.3f}, is "
+               f"{gap / 2:.3f}."),
+        ]
     first = list(UNPOOL_UNET["seeds"])
     test = {}  # the hidden test's verdict where the runs decide it: a pass on a tried seed, or fails on all of them
     for v in by:
