@@ -38,7 +38,7 @@ UNPOOL_UNET: Mapping[str, Any] = MappingProxyType(
         "input_std": 0.25,
         "class_weighting": "inverse_frequency",
         "score_classes": (2, 3),
-        "threshold": 0.10,
+        "threshold": 0.07,
         "seeds": (0, 1),
     }
 )
