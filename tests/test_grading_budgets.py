@@ -1,10 +1,12 @@
-"""The precondition of the unpool_unet learning budget (cheap: nothing is trained here)."""
+"""The precondition and the learning-rate schedule of the unpool_unet learning budget (cheap: nothing is trained here)."""
+
+import math
 
 import pytest
 import torch
 from torch import nn
 
-from cvcourse.grading.budgets import UNPOOL_UNET, check_logits_shape, train_and_score
+from cvcourse.grading.budgets import UNPOOL_UNET, check_logits_shape, lr_factor, train_and_score
 from cvcourse.models.segmentation import UNet
 
 
@@ -43,3 +45,27 @@ def test_wrong_spatial_size_and_non_tensor_outputs_are_rejected():
 def test_the_budget_is_read_only():
     with pytest.raises(TypeError):
         UNPOOL_UNET["threshold"] = 0.0  # type: ignore[index]
+
+
+def test_lr_factor_warms_up_linearly_then_follows_half_a_cosine():
+    # 4 warm-up steps of 10: 1/4, 2/4, 3/4, 1; then half a cosine over the remaining 6 steps (step 4 is its start)
+    assert [lr_factor(s, 10, 4, "cosine") for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, 10, 4, "cosine") == 1.0  # the first step after warm-up is at the peak
+    assert lr_factor(7, 10, 4, "cosine") == pytest.approx(0.5)  # half-way through the 6 cosine steps: cos(pi/2) = 0
+    assert lr_factor(6, 10, 4, "cosine") == pytest.approx((1 + math.cos(math.pi / 3)) / 2)  # 0.75
+    assert [lr_factor(s, 10, 0, "constant") for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    assert lr_factor(1, 10, 2, "constant") == 1.0
+
+
+def test_lr_factor_rejects_unknown_schedules_and_too_long_warm_ups():
+    with pytest.raises(ValueError, match="schedule must be"):
+        lr_factor(0, 10, 0, "linear")
+    with pytest.raises(ValueError, match="warmup_steps must be"):
+        lr_factor(0, 10, 11, "cosine")
+
+
+def test_the_budget_warms_up_for_a_tenth_of_its_steps_and_decays_to_zero():
+    g = UNPOOL_UNET
+    steps = g["epochs"] * math.ceil(g["train_images"] / g["batch_size"])
+    assert 0 < g["warmup_steps"] <= steps // 10
+    assert lr_factor(steps - 1, steps, g["warmup_steps"], g["lr_schedule"]) < 1e-3
