@@ -9,6 +9,17 @@ collect_ignore_glob = ["submissions/*"]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture
+def fast_mode_one_thread(monkeypatch):
+    """The notebooks' fast-mode settings as CI runs them (``CVCOURSE_FAST=1``, one torch thread), for the claims
+    tests of tests/test_lecture_claims.py and tests/test_paper_claims.py; the thread count is restored after."""
+    monkeypatch.setenv("CVCOURSE_FAST", "1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(params=DEVICES)
 def device(request) -> torch.device:
     return torch.device(request.param)

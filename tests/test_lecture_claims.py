@@ -15,17 +15,8 @@ import torch
 from torch import nn
 
 
-pytestmark = pytest.mark.slow  # each claim trains what the lecture trains
-
-
-@pytest.fixture(autouse=True)
-def _fast_settings(monkeypatch):
-    # the notebooks' fast-mode settings (what CI runs), one torch thread as in CI
-    monkeypatch.setenv("CVCOURSE_FAST", "1")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# each claim trains what the lecture trains, on the fast-mode settings CI runs (tests/conftest.py)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("fast_mode_one_thread")]
 
 
 # ------------------------------------------------------------------------------------------------ lecture 1
