@@ -1,4 +1,4 @@
-"""The precondition and the learning-rate schedule of the unpool_unet learning budget (cheap: nothing is trained here)."""
+"""The precondition, the learning-rate schedule and the skip-less U-Net of the unpool_unet learning budget."""
 
 import math
 
@@ -69,3 +69,19 @@ def test_the_budget_warms_up_for_at_most_a_fifth_of_its_steps_and_decays_to_zero
     steps = g["epochs"] * math.ceil(g["train_images"] / g["batch_size"])
     assert 0 < g["warmup_steps"] <= steps // 5
     assert lr_factor(steps - 1, steps, g["warmup_steps"], g["lr_schedule"]) < 1e-3
+
+
+@pytest.mark.slow
+def test_a_unet_without_its_skips_fails_the_learning_test_on_every_seed_it_tries():
+    """What the hidden test does (``docs/unet_calibration.md``), for the U-Net with its skip tensors zeroed.
+
+    The only training in this file (two runs of about 30 CPU-s): the budget must keep separating the skip-less
+    U-Net from the correct ones, which the calibration measured 0.1 above the threshold on every run.
+    """
+    from cvcourse.config import seed_everything  # noqa: PLC0415
+
+    scores = []
+    for seed in UNPOOL_UNET["seeds"]:
+        seed_everything(seed)
+        scores.append(train_and_score(UNet(3, 4, UNPOOL_UNET["base_channels"], 3, skips=False), seed=seed))
+    assert max(scores) < UNPOOL_UNET["threshold"], scores
