@@ -28,7 +28,7 @@ c.CourseDirectory.assignment_id = ""
 # The kernelspec is (re)installed into this environment automatically; the kernel refuses to start
 # (and the notebook is reported as failed) when bwrap is missing, never running unsandboxed.
 configure(c)  # kernel cvcourse-sandbox, ipc transport, private runtime folder (see cvcourse.grading.sandbox)
-c.Execute.timeout = 120            # per cell (nbgrader's 30 s is too short for a small training run)
+c.Execute.timeout = 240            # per cell: the U-Net learning test trains up to two seeds (about 30 CPU-s each)
 c.Execute.startup_timeout = 120    # importing torch in a fresh kernel on a busy 2-core machine
 c.Execute.interrupt_on_timeout = True
 c.GradingExecute.interrupt_grace = 10
