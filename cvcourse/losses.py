@@ -1,5 +1,9 @@
-"""Loss functions found by search: the Baikal loss of Gonzalez & Miikkulainen (2019) and a tiny version of their
-genetic search over expression trees (GLO, Genetic Loss-function Optimization).
+"""Losses and their helpers: class weights for unbalanced segmentation (lecture 7), and loss functions found by
+search: the Baikal loss of Gonzalez & Miikkulainen (2019) and a tiny version of their genetic search over expression
+trees (GLO, Genetic Loss-function Optimization).
+
+- :func:`inverse_frequency_weights`  cross-entropy class weights inversely proportional to the classes' pixel
+  frequencies (lecture 7 and the ``unpool_unet`` assignment), for ``F.cross_entropy(..., weight=...)``
 
 Paper notebook ``lectures/papers/baikal_loss.ipynb`` (extends lecture 2, where cross-entropy trains AlexNet/VGG).
 GLO writes a classification loss as ``L = -1/n * sum_i f(x_i, y_i)`` over the ``n`` classes, with ``x`` the target
@@ -31,6 +35,7 @@ from torch import Tensor
 from cvcourse._checks import check_tensor
 
 __all__ = [
+    "inverse_frequency_weights",
     "baikal_loss", "tree_loss", "evaluate_tree", "tree_str", "tree_size", "random_tree", "mutate", "crossover", "evolve",
     "BAIKAL_TREE", "CROSS_ENTROPY_TREE", "LEAVES", "UNARY", "BINARY",
 ]
@@ -76,6 +81,48 @@ def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
     if reduction == "none":
         return per_sample
     return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+
+def inverse_frequency_weights(targets: Tensor, num_classes: int) -> Tensor:
+    """Class weights inversely proportional to the classes' frequencies in ``targets``, for weighted cross-entropy.
+
+    Introduced in lecture 7 (and used by the ``unpool_unet`` learning test): on segmentation data where a class
+    covers under 1 % of the pixels, plain cross-entropy is minimised well enough by never predicting it; weighting
+    each pixel's loss by ``1 / frequency`` of its true class makes every class count equally. The U-Net paper
+    (Ronneberger et al., 2015) balances class frequencies with a weight map too.
+
+    With ``f_c`` the share of the pixels (or samples) of class ``c``, the weight is
+    ``w_c = (1 / f_c) / sum_k f_k (1 / f_k)``, normalised so that the pixel-averaged weight ``sum_c f_c w_c`` is 1 (``F.cross_entropy`` with
+    ``reduction="mean"`` divides by the summed weights of the pixels, so there only the ratios matter; the
+    normalisation keeps ``reduction="sum"`` losses on the unweighted scale). When every class is present this is
+    ``N / (C * n_c)``, scikit-learn's ``compute_class_weight("balanced", ...)``. A class absent from ``targets`` gets
+    a large finite weight (``f_c`` is clamped at 1e-6); it changes nothing in cross-entropy with class-index targets,
+    which weights each pixel by its own class only.
+
+    Args:
+        targets (Tensor[...] integer): class indices in ``0 .. num_classes - 1``, e.g. the label maps
+            ``(N, H, W)`` of a training set.
+        num_classes: ``C``.
+
+    Returns:
+        Tensor[C] float32 on ``targets``' device: pass it as ``F.cross_entropy(logits, targets, weight=w)``.
+
+    Raises:
+        ValueError: if ``targets`` is empty, not integer, or holds indices outside ``0 .. num_classes - 1``.
+    """
+    check_tensor(targets, "targets")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise ValueError(f"targets must be integer class indices, got {targets.dtype}")
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if targets.numel() == 0:
+        raise ValueError("targets is empty: class frequencies need at least one pixel")
+    lo, hi = int(targets.min()), int(targets.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"targets must be class indices in 0..{num_classes - 1}, got {lo}..{hi}")
+    freq = torch.bincount(targets.flatten(), minlength=num_classes).double() / targets.numel()  # (C,)
+    weight = (1.0 / freq.clamp(min=1e-6)).float()
+    return weight / (weight * freq.float()).sum()  # the pixel-averaged weight is 1
 
 
 def baikal_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:

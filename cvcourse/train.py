@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from typing import Any, Callable, Iterable, Mapping
 
@@ -381,6 +382,27 @@ def _run_epoch(
     return out
 
 
+def lr_factor(step: int, steps: int, warmup_steps: int = 0, schedule: str = "constant") -> float:
+    """The learning rate of optimiser step ``step`` (0-based, of ``steps``) as a fraction of the peak rate.
+
+    Introduced in lecture 7 (and the ``unpool_unet`` learning test); use it per step with :func:`fit`:
+    ``LambdaLR(optimizer, lambda s: lr_factor(s, steps, warmup_steps, "cosine"))`` and
+    ``scheduler_interval="step"``.
+
+    A linear warm-up over the first ``warmup_steps`` steps (``(step + 1) / warmup_steps``), then ``schedule``:
+    ``"constant"`` (1) or ``"cosine"`` (half a cosine from 1 down to 0 over the remaining steps).
+    """
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    if not 0 <= warmup_steps <= steps:
+        raise ValueError(f"warmup_steps must be in [0, steps={steps}], got {warmup_steps}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup_steps) / max(1, steps - warmup_steps)))
+
+
 def fit(
     model: nn.Module,
     train_data: Dataset | DataLoader,
@@ -531,6 +553,7 @@ __all__ = [
     "evaluate",
     "fit",
     "iou_per_class",
+    "lr_factor",
     "mean_iou",
     "miou",
 ]

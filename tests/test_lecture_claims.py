@@ -168,8 +168,8 @@ def _l07_scores(seed: int) -> dict[str, dict[str, float]]:
 
     from cvcourse import config
     from cvcourse.data import FineShapesSegmentation
-    from cvcourse.models.segmentation import lecture7_models, lecture7_settings
-    from cvcourse.train import BoundaryIoU, MeanIoU, evaluate, fit
+    from cvcourse.models.segmentation import lecture7_fit, lecture7_models, lecture7_settings
+    from cvcourse.train import BoundaryIoU, MeanIoU, evaluate
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CVCOURSE_FAST", "1")
@@ -182,12 +182,13 @@ def _l07_scores(seed: int) -> dict[str, dict[str, float]]:
     scores = {}
     for name, model in models.items():
         config.seed_everything(seed)
-        fit(model, train, epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"], seed=seed, metrics={},
-            device="cpu", progress=False)
+        lecture7_fit(model, train, num_classes=FineShapesSegmentation.num_classes, settings=s, seed=seed, device="cpu",
+                     progress=False)
         miou, biou = MeanIoU(FineShapesSegmentation.num_classes), BoundaryIoU(FineShapesSegmentation.num_classes,
                                                                                s["boundary_width"])
         evaluate(model, val, metrics={"miou": miou, "biou": biou}, device="cpu")
-        scores[name] = {"miou": miou.compute(), "biou": biou.compute(), "wire_iou": float(miou.per_class()[2])}
+        iou = miou.per_class()
+        scores[name] = {"miou": miou.compute(), "biou": biou.compute(), "wire_iou": float(iou[2]), "dot_iou": float(iou[3])}
     print(f"l07 seed {seed}:", {n: {k: round(v, 3) for k, v in d.items()} for n, d in scores.items()})  # pytest -s
     return scores
 
@@ -207,6 +208,15 @@ def test_l07_coarse_models_blur_thin_structures(seed):
     s = _l07_scores(seed)
     for other in ("FCN", "U-Net without skips"):
         assert s[other]["wire_iou"] <= s["U-Net"]["wire_iou"] - 0.15, (seed, s)
+
+
+@pytest.mark.parametrize("seed", L07_SEEDS)
+def test_l07_unet_finds_the_dots(seed):
+    """With skips the U-Net segments the 3-5 px dots (IoU >= 0.3); the coarse models stay far below it."""
+    s = _l07_scores(seed)
+    assert s["U-Net"]["dot_iou"] >= 0.3, (seed, s)
+    for other in ("FCN", "U-Net without skips"):
+        assert s[other]["dot_iou"] <= s["U-Net"]["dot_iou"] - 0.15, (seed, s)
 
 
 @pytest.mark.parametrize("seed", L07_SEEDS)

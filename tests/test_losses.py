@@ -5,12 +5,51 @@ from __future__ import annotations
 import math
 import random
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cvcourse.losses import (BAIKAL_TREE, CROSS_ENTROPY_TREE, baikal_loss, crossover, evaluate_tree, mutate,
-                             random_tree, tree_loss, tree_size, tree_str)
+from cvcourse.losses import (BAIKAL_TREE, CROSS_ENTROPY_TREE, baikal_loss, crossover, evaluate_tree,
+                             inverse_frequency_weights, mutate, random_tree, tree_loss, tree_size, tree_str)
+
+
+# ------------------------------------------------------------------------------- inverse-frequency class weights
+
+
+def test_inverse_frequency_weights_hand_computed():
+    # 8 pixels: 6 background, 2 of class 1, none of class 2. Frequencies 3/4 and 1/4; 1/f = 4/3 and 4, whose
+    # pixel average is 3/4 * 4/3 + 1/4 * 4 = 2, so the weights are 2/3 and 2 (pixel average 1/2 + 1/2 = 1).
+    targets = torch.tensor([[[0, 0, 1, 0], [0, 1, 0, 0]]])
+    w = inverse_frequency_weights(targets, 3)
+    assert w.dtype == torch.float32 and w.shape == (3,)
+    torch.testing.assert_close(w[:2], torch.tensor([2 / 3, 2.0]))
+    assert w[2] > 1e3  # absent class: large, finite, and irrelevant to cross-entropy on these targets
+    assert torch.isfinite(w).all()
+
+
+def test_inverse_frequency_weights_match_sklearn_balanced_and_average_to_one():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    g = torch.Generator().manual_seed(0)
+    targets = torch.multinomial(torch.tensor([0.9, 0.07, 0.02, 0.01]), 4000, replacement=True, generator=g)
+    targets = targets.reshape(10, 20, 20)
+    w = inverse_frequency_weights(targets, 4)
+    ref = compute_class_weight("balanced", classes=np.arange(4), y=targets.flatten().numpy())
+    torch.testing.assert_close(w, torch.tensor(ref, dtype=torch.float32))
+    per_pixel = w[targets]  # the weight of every pixel's true class
+    assert per_pixel.mean().item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_inverse_frequency_weights_reject_bad_targets():
+    with pytest.raises(ValueError, match="integer class indices"):
+        inverse_frequency_weights(torch.zeros(2, 3), 2)
+    with pytest.raises(ValueError, match=r"class indices in 0..1, got 0..2"):
+        inverse_frequency_weights(torch.tensor([0, 2]), 2)
+    with pytest.raises(ValueError, match="empty"):
+        inverse_frequency_weights(torch.zeros(0, dtype=torch.long), 2)
+    with pytest.raises(ValueError, match="positive integer"):
+        inverse_frequency_weights(torch.tensor([0]), 0)
 
 
 def test_hand_computed_value():

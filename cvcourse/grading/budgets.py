@@ -8,13 +8,14 @@ calibration script all import, so the budget a student tries and the one that gr
 
 from __future__ import annotations
 
-import math
 from types import MappingProxyType
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
+
+from cvcourse.train import lr_factor  # re-exported: the schedule lives with the training loop
 
 __all__ = ["UNPOOL_UNET", "check_logits_shape", "lr_factor", "train_and_score"]
 
@@ -68,30 +69,13 @@ def check_logits_shape(model: nn.Module, num_classes: int, image_size: int, in_c
         )
 
 
-def lr_factor(step: int, steps: int, warmup_steps: int = 0, schedule: str = "constant") -> float:
-    """The learning rate of optimiser step ``step`` (0-based, of ``steps``) as a fraction of the peak rate.
-
-    A linear warm-up over the first ``warmup_steps`` steps (``(step + 1) / warmup_steps``), then ``schedule``:
-    ``"constant"`` (1) or ``"cosine"`` (half a cosine from 1 down to 0 over the remaining steps).
-    """
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
-    if not 0 <= warmup_steps <= steps:
-        raise ValueError(f"warmup_steps must be in [0, steps={steps}], got {warmup_steps}")
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    if schedule == "constant":
-        return 1.0
-    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup_steps) / max(1, steps - warmup_steps)))
-
-
 def train_and_score(model: nn.Module, seed: int = 0, budget: Mapping[str, Any] = UNPOOL_UNET) -> float:
     """Train ``model`` with the budget on fine-structure shapes and return its held-out wire-and-dot mean IoU.
 
     Introduced in the ``unpool_unet`` assignment (lecture 7). Training images come from
     ``FineShapesSegmentation(seed=1000 + seed)``, the held-out ones from seed 999, both standardised as
     ``(x - input_mean) / input_std``. The loss is cross-entropy with class weights inversely proportional to the classes' pixel frequencies in
-    the training set (``class_weighting``; the U-Net paper balances class frequencies with a weight map too);
+    the training set (``class_weighting``, :func:`cvcourse.losses.inverse_frequency_weights`; the U-Net paper balances class frequencies with a weight map too);
     Adam at peak rate ``lr`` with a linear warm-up over ``warmup_steps`` steps, then ``lr_schedule`` (cosine
     decay to 0 over the remaining steps; :func:`lr_factor`), :func:`cvcourse.train.fit` seeded by ``seed``, on
     the CPU (the grading machine has no GPU).
@@ -114,6 +98,7 @@ def train_and_score(model: nn.Module, seed: int = 0, budget: Mapping[str, Any] =
         ValueError: if the model's output is not ``(B, 4, S, S)``.
     """
     from cvcourse.data import FineShapesSegmentation  # noqa: PLC0415 (keep ``import cvcourse.grading`` light)
+    from cvcourse.losses import inverse_frequency_weights  # noqa: PLC0415
     from cvcourse.train import MeanIoU, evaluate, fit  # noqa: PLC0415
 
     g = budget
@@ -127,9 +112,7 @@ def train_and_score(model: nn.Module, seed: int = 0, budget: Mapping[str, Any] =
     val = TensorDataset((x_val - mean) / std, y_val)
     if g["class_weighting"] != "inverse_frequency":
         raise ValueError(f"class_weighting must be 'inverse_frequency', got {g['class_weighting']!r}")
-    freq = torch.bincount(y_train.flatten(), minlength=num_classes).double() / y_train.numel()
-    weight = (1.0 / freq.clamp(min=1e-6)).float()
-    weight = weight / (weight * freq.float()).sum()  # the pixel-averaged weight is 1: the loss keeps its scale
+    weight = inverse_frequency_weights(y_train, num_classes)
 
     def loss_fn(logits, targets):
         return nn.functional.cross_entropy(logits, targets, weight=weight)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from cvcourse._checks import check_tensor
 
-__all__ = ["DoubleConv", "UNet", "FCN", "lecture7_settings", "lecture7_models"]
+__all__ = ["DoubleConv", "UNet", "FCN", "lecture7_settings", "lecture7_models", "lecture7_fit"]
 
 _NORMS = ("batch", "group", "none")
 
@@ -241,19 +241,27 @@ class FCN(nn.Module):
 
 
 def lecture7_settings() -> dict:
-    """Lecture 7's segmentation experiment: data, widths and training budget, shared by the notebook and
-    ``tests/test_lecture_claims.py`` so that the claims are tested on the settings the lecture shows.
+    """Lecture 7's segmentation experiment: data, widths and training recipe, shared by the notebook,
+    ``scripts/segmentation_budget.py`` and ``tests/test_lecture_claims.py`` so that the claims are tested on
+    the settings the lecture shows (train with :func:`lecture7_fit`).
 
-    Fast mode (``CVCOURSE_FAST=1``, via :func:`cvcourse.config.pick`) keeps the data and the model
-    widths and shrinks the number of training images and epochs (about a minute of CPU for the three
+    Fast mode (``CVCOURSE_FAST=1``, via :func:`cvcourse.config.pick`) keeps the data, the model widths and the
+    recipe and shrinks the number of training images and epochs (about half a minute of CPU for the three
     models); full mode is meant for a GPU.
+
+    The recipe is that of the ``unpool_unet`` learning test (:func:`cvcourse.grading.budgets.train_and_score`,
+    ``docs/unet_calibration.md``): cross-entropy weighted by inverse class frequency
+    (:func:`cvcourse.losses.inverse_frequency_weights`), Adam at peak rate ``lr`` with a linear warm-up over
+    ``warmup_steps`` optimiser steps and a cosine decay to 0 (:func:`cvcourse.train.lr_factor`), batch 8. With
+    plain cross-entropy at a constant rate (the lecture's recipe before 2026-12-03) the U-Net never predicted a
+    dot in fast mode (``docs/segmentation_budget.md``).
 
     Returns:
         ``dict`` with ``image_size``, ``train_images``, ``val_images``, ``train_seed``, ``val_seed``
-        (:class:`cvcourse.data.FineShapesSegmentation` arguments), ``base_channels``, ``norm`` and the
-        :func:`cvcourse.train.fit` arguments ``epochs``, ``lr``, ``batch_size``; ``boundary_width``
-        (pixels, for :class:`cvcourse.train.BoundaryIoU`). Images are 32x32: small enough for
-        192 training steps per model in fast mode, and a stride-8 FCN sees them as a 4x4 grid.
+        (:class:`cvcourse.data.FineShapesSegmentation` arguments), ``base_channels``, ``norm``; the recipe
+        ``epochs``, ``lr`` (peak), ``batch_size``, ``warmup_steps``, ``lr_schedule`` and ``class_weighting``;
+        ``boundary_width`` (pixels, for :class:`cvcourse.train.BoundaryIoU`). Images are 32x32: small enough
+        for 384 training steps per model in fast mode, and a stride-8 FCN sees them as a 4x4 grid.
     """
     from cvcourse.config import pick  # noqa: PLC0415
 
@@ -266,10 +274,66 @@ def lecture7_settings() -> dict:
         base_channels=8,
         norm="group",
         epochs=pick(full=20, fast=6),
-        lr=3e-3,
-        batch_size=16,
+        lr=1e-2,
+        batch_size=8,
+        warmup_steps=pick(full=1000, fast=38),  # a tenth of the steps: 20 x 500 in full mode, 6 x 64 in fast mode
+        lr_schedule="cosine",
+        class_weighting="inverse_frequency",
         boundary_width=2,
     )
+
+
+def lecture7_fit(
+    model: nn.Module,
+    train_data: torch.utils.data.TensorDataset,
+    val_data: torch.utils.data.Dataset | None = None,
+    *,
+    num_classes: int,
+    settings: dict,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    metrics: dict | None = None,
+    progress: bool = True,
+):
+    """Train one of lecture 7's models with the lecture's recipe (:func:`lecture7_settings`) by :func:`cvcourse.train.fit`.
+
+    The class weights come from the training label maps (:func:`cvcourse.losses.inverse_frequency_weights`); the
+    learning rate warms up linearly over ``settings["warmup_steps"]`` optimiser steps to ``settings["lr"]`` and
+    then follows ``settings["lr_schedule"]`` (:func:`cvcourse.train.lr_factor`), stepped after every batch.
+
+    Args:
+        model: maps ``(B, 3, H, W)`` images to ``(B, K, H, W)`` logits.
+        train_data: ``TensorDataset(images (N, 3, H, W), masks (N, H, W))``, e.g. ``TensorDataset(*ds.tensors())``.
+        val_data: evaluated after every epoch (with the same weighted loss), or None.
+        num_classes: K (the class weights have one entry per class).
+        settings: :func:`lecture7_settings`.
+        seed, device, metrics, progress: as :func:`cvcourse.train.fit` (``metrics`` default: none).
+
+    Returns:
+        The :class:`cvcourse.train.History` of :func:`cvcourse.train.fit`.
+    """
+    from cvcourse import config  # noqa: PLC0415
+    from cvcourse.losses import inverse_frequency_weights  # noqa: PLC0415
+    from cvcourse.train import fit, lr_factor  # noqa: PLC0415
+
+    if settings["class_weighting"] != "inverse_frequency":
+        raise ValueError(f"class_weighting must be 'inverse_frequency', got {settings['class_weighting']!r}")
+    if not isinstance(train_data, torch.utils.data.TensorDataset) or len(train_data.tensors) != 2:
+        raise TypeError(f"train_data must be a TensorDataset of (images, masks), got {type(train_data).__name__}")
+    dev = torch.device(device) if device is not None else config.device()
+    masks = train_data.tensors[1]  # (N, H, W)
+    weight = inverse_frequency_weights(masks, num_classes).to(dev)
+
+    def loss_fn(logits: Tensor, targets: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(logits, targets, weight=weight)
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+    steps = settings["epochs"] * math.ceil(len(train_data) / settings["batch_size"])
+    warmup, schedule = settings["warmup_steps"], settings["lr_schedule"]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, steps, warmup, schedule))
+    return fit(model, train_data, val_data, epochs=settings["epochs"], optimizer=optimizer, loss_fn=loss_fn,
+               metrics=metrics if metrics is not None else {}, batch_size=settings["batch_size"], device=dev, seed=seed,
+               progress=progress, scheduler=scheduler, scheduler_interval="step")
 
 
 def lecture7_models(num_classes: int, settings: dict) -> dict[str, nn.Module]:
