@@ -78,7 +78,8 @@ def train_and_score(model: nn.Module, seed: int = 0, budget: Mapping[str, Any] =
     the training set (``class_weighting``, :func:`cvcourse.losses.inverse_frequency_weights`; the U-Net paper balances class frequencies with a weight map too);
     Adam at peak rate ``lr`` with a linear warm-up over ``warmup_steps`` steps, then ``lr_schedule`` (cosine
     decay to 0 over the remaining steps; :func:`lr_factor`), :func:`cvcourse.train.fit` seeded by ``seed``, on
-    the CPU (the grading machine has no GPU).
+    the CPU (the grading machine has no GPU): the recipe lecture 7 trains with,
+    :func:`cvcourse.models.segmentation.lecture7_fit`, here with this budget's settings.
 
     The score is the mean IoU (:class:`cvcourse.train.MeanIoU`, summed counts) of the classes
     ``score_classes``, the 2-3 px wires and the 3-5 px dots: the classes that only a network that keeps the
@@ -98,8 +99,8 @@ def train_and_score(model: nn.Module, seed: int = 0, budget: Mapping[str, Any] =
         ValueError: if the model's output is not ``(B, 4, S, S)``.
     """
     from cvcourse.data import FineShapesSegmentation  # noqa: PLC0415 (keep ``import cvcourse.grading`` light)
-    from cvcourse.losses import inverse_frequency_weights  # noqa: PLC0415
-    from cvcourse.train import MeanIoU, evaluate, fit  # noqa: PLC0415
+    from cvcourse.models.segmentation import lecture7_fit  # noqa: PLC0415
+    from cvcourse.train import MeanIoU, evaluate  # noqa: PLC0415
 
     g = budget
     num_classes = FineShapesSegmentation.num_classes
@@ -110,20 +111,8 @@ def train_and_score(model: nn.Module, seed: int = 0, budget: Mapping[str, Any] =
     mean, std = g["input_mean"], g["input_std"]
     train = TensorDataset((x_train - mean) / std, y_train)
     val = TensorDataset((x_val - mean) / std, y_val)
-    if g["class_weighting"] != "inverse_frequency":
-        raise ValueError(f"class_weighting must be 'inverse_frequency', got {g['class_weighting']!r}")
-    weight = inverse_frequency_weights(y_train, num_classes)
-
-    def loss_fn(logits, targets):
-        return nn.functional.cross_entropy(logits, targets, weight=weight)
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=g["lr"])
-    steps = g["epochs"] * -(-g["train_images"] // g["batch_size"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, steps, g.get("warmup_steps", 0), g.get("lr_schedule", "constant"))
-    )
-    fit(model, train, epochs=g["epochs"], optimizer=optimizer, batch_size=g["batch_size"], seed=seed, metrics={},
-        loss_fn=loss_fn, device="cpu", progress=False, scheduler=scheduler, scheduler_interval="step")
+    # lecture 7's recipe (class-weighted cross-entropy, Adam, warm-up + schedule per step): one definition
+    lecture7_fit(model, train, num_classes=num_classes, settings=g, seed=seed, device="cpu", progress=False)
     metric = MeanIoU(num_classes)
     evaluate(model, val, metrics={"miou": metric}, device="cpu")
     return float(metric.per_class()[list(g["score_classes"])].mean())

@@ -297,6 +297,9 @@ def lecture7_fit(
 ):
     """Train one of lecture 7's models with the lecture's recipe (:func:`lecture7_settings`) by :func:`cvcourse.train.fit`.
 
+    The ``unpool_unet`` learning test trains with it too (:func:`cvcourse.grading.budgets.train_and_score`, with
+    its own budget as ``settings``), so the lecture and the graded test share one recipe.
+
     The class weights come from the training label maps (:func:`cvcourse.losses.inverse_frequency_weights`); the
     learning rate warms up linearly over ``settings["warmup_steps"]`` optimiser steps to ``settings["lr"]`` and
     then follows ``settings["lr_schedule"]`` (:func:`cvcourse.train.lr_factor`), stepped after every batch.
